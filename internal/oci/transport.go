@@ -1,0 +1,76 @@
+package oci
+
+import (
+	"io"
+	"net/http"
+)
+
+// limitedTransport enforces Limits on every registry response, below any
+// library: go-containerregistry and oras-go both read through it, so a
+// hostile registry cannot make either buffer an unbounded body or follow an
+// endless redirect chain.
+type limitedTransport struct {
+	base   http.RoundTripper
+	limits Limits
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// http.Client sets req.Response on a request it makes to follow a
+	// redirect; the chain's length is the number of redirects so far.
+	hops := 0
+	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
+		hops++
+	}
+	if hops > t.limits.MaxRedirects {
+		return nil, &LimitError{What: "redirects", Limit: int64(t.limits.MaxRedirects), URL: redact(req)}
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	max := t.limits.MaxResponseBytes
+	if resp.ContentLength > max {
+		resp.Body.Close()
+		return nil, &LimitError{What: "response body", Limit: max, URL: redact(req)}
+	}
+	resp.Body = &limitedBody{rc: resp.Body, remaining: max, limit: max, url: redact(req)}
+	return resp, nil
+}
+
+// redact drops the query, which for redirected blob reads carries a
+// pre-signed credential.
+func redact(req *http.Request) string {
+	u := *req.URL
+	u.RawQuery = ""
+	u.User = nil
+	return u.String()
+}
+
+// limitedBody fails the read that goes past the limit instead of silently
+// truncating: a truncated manifest must not parse as a smaller valid one.
+type limitedBody struct {
+	rc        io.ReadCloser
+	remaining int64
+	limit     int64
+	url       string
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.remaining <= 0 {
+		// One byte more tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		n, err := b.rc.Read(one[:])
+		if n > 0 {
+			return 0, &LimitError{What: "response body", Limit: b.limit, URL: b.url}
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.remaining {
+		p = p[:b.remaining]
+	}
+	n, err := b.rc.Read(p)
+	b.remaining -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

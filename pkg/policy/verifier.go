@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// Verifier checks the signatures one authority of a ClusterImagePolicy
+// trusts. There is one implementation per signature scheme, each in its own
+// package under pkg/policy/verify (cosign with AWS KMS or PEM keys, AWS Signer).
+//
+// A Verifier is built once per policy generation and shared by every request:
+// Verify must be safe for concurrent use and must not call AWS for keys or
+// trust material per verification (those are loaded when the verifier is
+// built and refreshed in the background).
+type Verifier interface {
+	// Verify reports whether img carries a valid signature from this
+	// authority. It returns no error: every failure is a Result whose Reason
+	// tells "not signed" apart from "could not check" (Transient), so callers
+	// can cache and word them differently.
+	Verify(ctx context.Context, img Image) Result
+
+	// Identity is a stable string naming everything this verifier trusts:
+	// key fingerprint, signing-profile ARNs, revocation mode. Two verifiers
+	// with the same Identity reach the same verdict for the same digest, so
+	// it keys the shared verdict cache (with the digest) and survives a
+	// policy being re-applied unchanged.
+	Identity() string
+
+	// Describe names the trusted signer for people, e.g.
+	// "awskms:///alias/cosign" or "signer profile arn:aws:signer:...".
+	Describe() string
+}
+
+// Image is one image to verify.
+type Image struct {
+	// Ref is pinned to a digest: signatures are looked up for, and must
+	// bind, exactly this manifest digest. Tags are resolved by the caller.
+	Ref name.Digest
+
+	// Keychain supplies registry credentials for this request (for example
+	// a Pod's imagePullSecrets). Nil means the verifier's default keychain.
+	// Credentials only decide what may be read; a verdict is a fact about
+	// the digest and does not depend on who asked.
+	Keychain authn.Keychain
+}
+
+// Reason is a machine-readable verification outcome.
+type Reason string
+
+// Reasons a verification can end with. Only ReasonVerified admits.
+const (
+	ReasonVerified Reason = "Verified"
+	// ReasonNoSignature: no signature of this scheme exists for the digest.
+	ReasonNoSignature Reason = "NoSignature"
+	// ReasonInvalidSignature: signatures exist but none verifies with the
+	// trusted key or chain (wrong key, tampered payload, corrupt encoding).
+	ReasonInvalidSignature Reason = "InvalidSignature"
+	// ReasonDigestMismatch: a signature is valid but signs another digest
+	// (copied from another image).
+	ReasonDigestMismatch Reason = "DigestMismatch"
+	// ReasonUntrustedIdentity: validly signed, but by a signer the policy
+	// does not trust (another signing profile, a foreign root).
+	ReasonUntrustedIdentity Reason = "UntrustedIdentity"
+	// ReasonExpired: the signature or a certificate in its chain expired.
+	ReasonExpired Reason = "Expired"
+	// ReasonRevoked: the signing job, profile version or certificate was revoked.
+	ReasonRevoked Reason = "Revoked"
+	// ReasonRevocationUnavailable: revocation could not be checked (transient).
+	ReasonRevocationUnavailable Reason = "RevocationUnavailable"
+	// ReasonKeyUnavailable: the authority's key could not be loaded (transient).
+	ReasonKeyUnavailable Reason = "KeyUnavailable"
+	// ReasonRegistryUnavailable: the registry could not be read (transient).
+	ReasonRegistryUnavailable Reason = "RegistryUnavailable"
+	// ReasonLimitExceeded: the registry served more than Signet reads
+	// (manifest or payload too large, too many signatures, redirects).
+	ReasonLimitExceeded Reason = "LimitExceeded"
+)
+
+// Transient reports whether the outcome says nothing about the signature
+// itself: the same request may succeed once a registry or AWS recovers.
+func (r Reason) Transient() bool {
+	switch r {
+	case ReasonRegistryUnavailable, ReasonKeyUnavailable, ReasonRevocationUnavailable:
+		return true
+	}
+	return false
+}
+
+// Result is the outcome of one Verifier.Verify call.
+type Result struct {
+	// Image is the digest reference that was verified.
+	Image string
+	// Authority is the verifier's Describe().
+	Authority string
+	Reason    Reason
+	// Cause is one lower-case clause saying why, without the image or
+	// authority: "no signature found", "signature was made for sha256:...".
+	Cause string
+	// Signer names who signed, when verified: the key or the AWS Signer
+	// profile-version ARN.
+	Signer string
+	// Warnings are admitted-but-noteworthy facts (for example a revocation
+	// check skipped in BestEffort mode because Signer was unreachable).
+	Warnings []string
+}
+
+// Verified reports whether the image is admitted by this authority.
+func (r Result) Verified() bool { return r.Reason == ReasonVerified }
+
+// Transient reports whether the failure was infrastructure, not the signature.
+func (r Result) Transient() bool { return r.Reason.Transient() }
+
+// Message is the one-line account of the result for logs and CLI output.
+func (r Result) Message() string {
+	if r.Verified() {
+		return fmt.Sprintf("image %s: signed by %s (authority %s)", r.Image, r.Signer, r.Authority)
+	}
+	return fmt.Sprintf("image %s: authority %s: %s", r.Image, r.Authority, r.Cause)
+}
