@@ -75,6 +75,9 @@ const (
 	ReasonKeyUnavailable Reason = "KeyUnavailable"
 	// ReasonRegistryUnavailable: the registry could not be read (transient).
 	ReasonRegistryUnavailable Reason = "RegistryUnavailable"
+	// ReasonTimeout: verification did not finish within the caller's
+	// deadline (transient; the work may finish in the background).
+	ReasonTimeout Reason = "Timeout"
 	// ReasonLimitExceeded: the registry served more than Signet reads
 	// (manifest or payload too large, too many signatures, redirects).
 	ReasonLimitExceeded Reason = "LimitExceeded"
@@ -84,7 +87,7 @@ const (
 // itself: the same request may succeed once a registry or AWS recovers.
 func (r Reason) Transient() bool {
 	switch r {
-	case ReasonRegistryUnavailable, ReasonKeyUnavailable, ReasonRevocationUnavailable:
+	case ReasonRegistryUnavailable, ReasonKeyUnavailable, ReasonRevocationUnavailable, ReasonTimeout:
 		return true
 	}
 	return false

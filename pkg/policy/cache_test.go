@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// countingVerifier stands in for a scheme verifier in cache tests: the
+// cache's contract (when work happens, what is kept) is independent of the
+// scheme. Real verifiers are exercised in their own packages.
+type countingVerifier struct {
+	calls  atomic.Int32
+	gate   chan struct{} // when set, Verify waits for it
+	reason Reason
+}
+
+func (v *countingVerifier) Verify(ctx context.Context, img Image) Result {
+	v.calls.Add(1)
+	if v.gate != nil {
+		<-v.gate
+	}
+	return Result{Image: img.Ref.String(), Authority: v.Describe(), Reason: v.reason}
+}
+func (v *countingVerifier) Identity() string { return "test:" + string(v.reason) }
+func (v *countingVerifier) Describe() string { return "test key" }
+
+func testImage(t *testing.T, n byte) Image {
+	t.Helper()
+	hex := ""
+	for i := 0; i < 64; i++ {
+		hex += string("0123456789abcdef"[(int(n)+i)%16])
+	}
+	d, err := name.NewDigest("127.0.0.1:5000/app@sha256:" + hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Image{Ref: d}
+}
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time             { return c.t }
+func (c *fakeClock) add(d time.Duration)        { c.t = c.t.Add(d) }
+func newClock() *fakeClock                      { return &fakeClock{t: time.Unix(1e9, 0)} }
+func (c *fakeClock) opts() CacheOptions         { return CacheOptions{Now: c.now} }
+func (c *fakeClock) optsMax(n int) CacheOptions { o := c.opts(); o.MaxEntries = n; return o }
+
+func TestCacheTTLs(t *testing.T) {
+	for _, tt := range []struct {
+		reason Reason
+		ttl    time.Duration
+	}{
+		{ReasonVerified, 10 * time.Minute},
+		{ReasonNoSignature, 30 * time.Second},
+		{ReasonRegistryUnavailable, 30 * time.Second},
+		{ReasonInvalidSignature, 30 * time.Second},
+	} {
+		t.Run(string(tt.reason), func(t *testing.T) {
+			clock := newClock()
+			c := NewVerdictCache(clock.opts())
+			v := &countingVerifier{reason: tt.reason}
+			img := testImage(t, 1)
+			ctx := context.Background()
+			if r, o := c.Verify(ctx, v, img); r.Reason != tt.reason || o != OutcomeMiss {
+				t.Fatalf("first Verify = %s %s", r.Reason, o)
+			}
+			clock.add(tt.ttl - time.Second)
+			if _, o := c.Verify(ctx, v, img); o != OutcomeHit {
+				t.Fatalf("within TTL: outcome %s, want hit", o)
+			}
+			clock.add(time.Second)
+			if _, o := c.Verify(ctx, v, img); o != OutcomeMiss {
+				t.Fatalf("at TTL: outcome %s, want miss", o)
+			}
+			if got := v.calls.Load(); got != 2 {
+				t.Fatalf("verifier ran %d times, want 2", got)
+			}
+		})
+	}
+}
+
+func TestCacheKeysByIdentityAndDigest(t *testing.T) {
+	c := NewVerdictCache(CacheOptions{})
+	a, b := &countingVerifier{reason: ReasonVerified}, &countingVerifier{reason: ReasonNoSignature}
+	ctx := context.Background()
+	c.Verify(ctx, a, testImage(t, 1))
+	c.Verify(ctx, a, testImage(t, 2))
+	c.Verify(ctx, b, testImage(t, 1))
+	if c.Len() != 3 {
+		t.Fatalf("Len = %d, want 3", c.Len())
+	}
+	c.Forget(a.Identity())
+	if c.Len() != 1 {
+		t.Fatalf("after Forget: Len = %d, want 1", c.Len())
+	}
+	if _, o := c.Verify(ctx, b, testImage(t, 1)); o != OutcomeHit {
+		t.Fatalf("other identity lost its entry: %s", o)
+	}
+}
+
+func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	clock := newClock()
+	c := NewVerdictCache(clock.optsMax(2))
+	v := &countingVerifier{reason: ReasonVerified}
+	ctx := context.Background()
+	c.Verify(ctx, v, testImage(t, 1))
+	c.Verify(ctx, v, testImage(t, 2))
+	c.Verify(ctx, v, testImage(t, 1)) // 1 is now the most recent
+	c.Verify(ctx, v, testImage(t, 3)) // evicts 2
+	if _, o := c.Verify(ctx, v, testImage(t, 1)); o != OutcomeHit {
+		t.Fatalf("recently used entry evicted")
+	}
+	if _, o := c.Verify(ctx, v, testImage(t, 2)); o != OutcomeMiss {
+		t.Fatalf("least recently used entry kept")
+	}
+	if s := c.Stats(); s.Evictions != 2 {
+		t.Fatalf("Evictions = %d, want 2", s.Evictions)
+	}
+}
+
+func TestCacheSingleflight(t *testing.T) {
+	c := NewVerdictCache(CacheOptions{})
+	v := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+	img := testImage(t, 1)
+	var wg sync.WaitGroup
+	outcomes := make(chan Outcome, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, o := c.Verify(context.Background(), v, img)
+			if !r.Verified() {
+				t.Errorf("result %s", r.Reason)
+			}
+			outcomes <- o
+		}()
+	}
+	// Let the callers pile up on the one verification, then release it.
+	for v.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(v.gate)
+	wg.Wait()
+	close(outcomes)
+	if got := v.calls.Load(); got != 1 {
+		t.Fatalf("100 concurrent identical verifications ran %d times, want 1", got)
+	}
+	counts := map[Outcome]int{}
+	for o := range outcomes {
+		counts[o]++
+	}
+	if counts[OutcomeMiss]+counts[OutcomeShared]+counts[OutcomeHit] != 100 || counts[OutcomeShared] == 0 {
+		t.Fatalf("outcomes %v", counts)
+	}
+}
+
+func TestCacheCallerDeadlineDoesNotCancelSharedWork(t *testing.T) {
+	c := NewVerdictCache(CacheOptions{})
+	v := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+	img := testImage(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	r, _ := c.Verify(ctx, v, img)
+	want := "verification did not finish in time (it goes on in the background; retry shortly)"
+	if r.Reason != ReasonTimeout || r.Cause != want || !r.Transient() {
+		t.Fatalf("timed-out result = %+v", r)
+	}
+	close(v.gate) // the background work finishes and fills the cache
+	for i := 0; c.Len() == 0 && i < 1000; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if r, o := c.Verify(context.Background(), v, img); o != OutcomeHit || !r.Verified() {
+		t.Fatalf("retry = %s %s, want a verified hit", r.Reason, o)
+	}
+}
