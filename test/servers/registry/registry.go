@@ -1,0 +1,110 @@
+// Package registry is the stack's OCI registry WITH the referrers API:
+// go-containerregistry's in-memory registry with referrers support, wrapped
+// in a counter of the requests it serves, so tests can prove how much
+// registry traffic a verification causes. (The stack's other registry, CNCF
+// distribution, has no referrers API; ECR has shown both behaviours.)
+package registry
+
+import (
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"strings"
+	"sync"
+
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
+)
+
+// Kinds of request the counter tells apart.
+const (
+	KindManifestGet  = "manifest-get"
+	KindManifestHead = "manifest-head"
+	KindManifestPut  = "manifest-put"
+	KindBlobGet      = "blob-get"
+	KindReferrers    = "referrers"
+	KindTagList      = "tag-list"
+	KindOther        = "other"
+)
+
+// Server is the registry with its request counter.
+type Server struct {
+	registry http.Handler
+
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// New returns an empty registry.
+func New() *Server {
+	return &Server{
+		registry: ggcr.New(ggcr.WithReferrersSupport(true), ggcr.Logger(log.New(io.Discard, "", 0))),
+		counts:   map[string]int{},
+	}
+}
+
+// Requests returns the counts by kind since the last Reset.
+func (s *Server) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Reset zeroes the counts.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	s.counts = map[string]int{}
+	s.mu.Unlock()
+}
+
+// ServeHTTP serves the registry, plus GET /_signet/requests (the counts as
+// JSON) and POST /_signet/requests/reset for tests in other processes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/_signet/requests" && r.Method == http.MethodGet:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Requests())
+		return
+	case r.URL.Path == "/_signet/requests/reset" && r.Method == http.MethodPost:
+		s.Reset()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	kind := classify(r)
+	s.mu.Lock()
+	s.counts[kind]++
+	s.mu.Unlock()
+	s.registry.ServeHTTP(w, r)
+}
+
+// classify names a request by the OCI distribution endpoint it hits:
+// /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>,
+// /v2/<name>/referrers/<digest>, /v2/<name>/tags/list.
+func classify(r *http.Request) string {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) < 3 || parts[0] != "v2" {
+		return KindOther
+	}
+	switch {
+	case parts[len(parts)-2] == "manifests":
+		switch r.Method {
+		case http.MethodGet:
+			return KindManifestGet
+		case http.MethodHead:
+			return KindManifestHead
+		case http.MethodPut:
+			return KindManifestPut
+		}
+	case parts[len(parts)-2] == "blobs" && r.Method == http.MethodGet:
+		return KindBlobGet
+	case parts[len(parts)-2] == "referrers":
+		return KindReferrers
+	case parts[len(parts)-2] == "tags" && parts[len(parts)-1] == "list":
+		return KindTagList
+	}
+	return KindOther
+}
