@@ -1,0 +1,208 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ClusterImagePolicy says which images must be signed, and by whom.
+//
+// An image is governed by every policy whose images globs match it (and
+// whose match selectors match the object being admitted). It must satisfy
+// ALL of those policies; within one policy, ANY one authority suffices.
+// Images no policy governs are decided by the webhook's --no-match-policy.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=cip
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClusterImagePolicy struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ClusterImagePolicySpec `json:"spec"`
+	// +optional
+	Status ClusterImagePolicyStatus `json:"status,omitempty"`
+}
+
+// ClusterImagePolicySpec is what a policy requires.
+type ClusterImagePolicySpec struct {
+	// Images are the globs this policy governs. A glob matches the fully
+	// qualified repository without tag or digest ("nginx" means
+	// "index.docker.io/library/nginx"); "*" matches within one path
+	// segment, "**" across segments.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	Images []ImageGlob `json:"images"`
+
+	// Authorities are the signers this policy trusts. ANY one valid
+	// signature from any one authority satisfies the policy.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.name == a.name))",message="authority names must be unique within a policy: rename the duplicate"
+	Authorities []Authority `json:"authorities"`
+
+	// Mode is Enforce (deny images that fail the policy) or Warn (admit
+	// them with a warning: roll out a new policy with Warn first).
+	// +optional
+	// +kubebuilder:default=Enforce
+	Mode PolicyMode `json:"mode,omitempty"`
+
+	// Match narrows the objects this policy applies to. Empty: all.
+	// +optional
+	Match *PolicyMatch `json:"match,omitempty"`
+}
+
+// ImageGlob is one image glob.
+type ImageGlob struct {
+	// Glob, e.g. "123456789012.dkr.ecr.*.amazonaws.com/prod/**".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	Glob string `json:"glob"`
+}
+
+// Authority is one trusted signer: a cosign key (key) or AWS Signer
+// signing profiles (signer). Exactly one of the two is set.
+// +kubebuilder:validation:XValidation:rule="has(self.key) != has(self.signer)",message="set exactly one of key (a cosign key: kms, data or secretRef) or signer (AWS Signer signing profiles)"
+type Authority struct {
+	// Name identifies the authority in denials and metrics; a DNS label,
+	// unique within the policy.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="name must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+	Name string `json:"name"`
+
+	// Key trusts cosign signatures made with one key.
+	// +optional
+	Key *KeyAuthority `json:"key,omitempty"`
+
+	// Signer trusts AWS Signer (Notation) signatures from signing profiles.
+	// +optional
+	Signer *SignerAuthority `json:"signer,omitempty"`
+}
+
+// KeyAuthority is a cosign verification key. Exactly one of kms, data or
+// secretRef is set.
+// +kubebuilder:validation:XValidation:rule="(has(self.kms) ? 1 : 0) + (has(self.data) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) == 1",message="set exactly one of kms (an awskms:// key URI), data (a PEM public key) or secretRef (a Secret holding one)"
+type KeyAuthority struct {
+	// KMS is an AWS KMS key URI as cosign takes it: awskms:///KEY_ID,
+	// awskms:///alias/NAME, awskms:///arn:aws:kms:REGION:ACCOUNT:key/ID or
+	// an alias ARN. The public key is fetched when the policy loads and
+	// refreshed periodically, never per admission.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^awskms://[^/]*/[^\\\\s]+$')",message="kms must be an AWS KMS key URI: awskms:///KEY_ID, awskms:///alias/NAME or awskms:///arn:aws:kms:REGION:ACCOUNT:key/KEY_ID"
+	KMS string `json:"kms,omitempty"`
+
+	// Data is a PEM-encoded public key (ECDSA P-256/P-384/P-521, RSA or Ed25519).
+	// +optional
+	// +kubebuilder:validation:MaxLength=16384
+	// +kubebuilder:validation:XValidation:rule="self.contains('-----BEGIN ')",message="data must be a PEM-encoded public key (-----BEGIN PUBLIC KEY-----)"
+	Data string `json:"data,omitempty"`
+
+	// SecretRef names a Secret key holding a PEM-encoded public key.
+	// +optional
+	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+}
+
+// SecretKeyReference names one key of one Secret.
+type SecretKeyReference struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// SignerAuthority trusts AWS Signer signatures chained to AWS Signer's
+// root for the profile ARN's partition.
+type SignerAuthority struct {
+	// Profiles are signing-profile ARNs
+	// (arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME), which
+	// trust every version of the profile, or profile-version ARNs
+	// (.../signing-profiles/NAME/VERSION), which trust exactly that version.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p.matches('^arn:(aws|aws-us-gov|aws-cn):signer:[a-z0-9-]+:[0-9]{12}:/signing-profiles/[A-Za-z0-9_]{2,64}(/[A-Za-z0-9]{1,64})?$'))",message="profiles must be AWS Signer signing-profile ARNs, arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME[/VERSION], with partition aws, aws-us-gov or aws-cn; wildcards are not allowed"
+	Profiles []string `json:"profiles"`
+
+	// Revocation is how Signer's revocation status is used: Enforce (deny
+	// revoked signatures, and deny when Signer cannot be reached),
+	// BestEffort (deny revoked; admit with a warning when Signer cannot be
+	// reached) or Skip.
+	// +optional
+	// +kubebuilder:default=Enforce
+	Revocation RevocationMode `json:"revocation,omitempty"`
+}
+
+// RevocationMode is how AWS Signer revocation is checked.
+// +kubebuilder:validation:Enum=Enforce;BestEffort;Skip
+type RevocationMode string
+
+// Revocation modes.
+const (
+	RevocationEnforce    RevocationMode = "Enforce"
+	RevocationBestEffort RevocationMode = "BestEffort"
+	RevocationSkip       RevocationMode = "Skip"
+)
+
+// PolicyMode is what a failing image gets.
+// +kubebuilder:validation:Enum=Enforce;Warn
+type PolicyMode string
+
+// Policy modes.
+const (
+	ModeEnforce PolicyMode = "Enforce"
+	ModeWarn    PolicyMode = "Warn"
+)
+
+// PolicyMatch narrows which objects a policy applies to.
+type PolicyMatch struct {
+	// NamespaceSelector selects the namespaces of the objects.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// ObjectSelector selects objects by their labels.
+	// +optional
+	ObjectSelector *metav1.LabelSelector `json:"objectSelector,omitempty"`
+}
+
+// ConditionReady is True when every authority of the policy is loaded
+// (keys fetched, globs compiled) and the policy is enforced as written.
+// While it is False, images the policy governs are denied with its reason.
+const ConditionReady = "Ready"
+
+// ClusterImagePolicyStatus is what Signet observed of the policy.
+type ClusterImagePolicyStatus struct {
+	// ObservedGeneration is the generation the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ClusterImagePolicyList is a list of ClusterImagePolicies.
+// +kubebuilder:object:root=true
+type ClusterImagePolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterImagePolicy `json:"items"`
+}
