@@ -137,9 +137,7 @@ type SignerAuthority struct {
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
-	// +kubebuilder:validation:items:MaxLength=256
-	// +kubebuilder:validation:XValidation:rule="self.all(p, p.matches('^arn:(aws|aws-us-gov|aws-cn):signer:[a-z0-9-]+:[0-9]{12}:/signing-profiles/[A-Za-z0-9_]{2,64}(/[A-Za-z0-9]{1,64})?$'))",message="profiles must be AWS Signer signing-profile ARNs, arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME[/VERSION], with partition aws, aws-us-gov or aws-cn; wildcards are not allowed"
-	Profiles []string `json:"profiles"`
+	Profiles []SigningProfileARN `json:"profiles"`
 
 	// Revocation is how Signer's revocation status is used: Enforce (deny
 	// revoked signatures, and deny when Signer cannot be reached),
@@ -149,6 +147,11 @@ type SignerAuthority struct {
 	// +kubebuilder:default=Enforce
 	Revocation RevocationMode `json:"revocation,omitempty"`
 }
+
+// SigningProfileARN is an AWS Signer signing-profile ARN or profile-version ARN.
+// +kubebuilder:validation:MaxLength=256
+// +kubebuilder:validation:XValidation:rule="self.matches('^arn:(aws|aws-us-gov|aws-cn):signer:[a-z0-9-]+:[0-9]{12}:/signing-profiles/[A-Za-z0-9_]{2,64}(/[A-Za-z0-9]{1,64})?$')",message="must be an AWS Signer signing-profile ARN, arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME[/VERSION], with partition aws, aws-us-gov or aws-cn; wildcards are not allowed"
+type SigningProfileARN string
 
 // RevocationMode is how AWS Signer revocation is checked.
 // +kubebuilder:validation:Enum=Enforce;BestEffort;Skip

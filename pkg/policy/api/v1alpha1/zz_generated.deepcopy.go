@@ -229,7 +229,7 @@ func (in *SignerAuthority) DeepCopyInto(out *SignerAuthority) {
 	*out = *in
 	if in.Profiles != nil {
 		in, out := &in.Profiles, &out.Profiles
-		*out = make([]string, len(*in))
+		*out = make([]SigningProfileARN, len(*in))
 		copy(*out, *in)
 	}
 }
