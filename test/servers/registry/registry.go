@@ -24,6 +24,7 @@ const (
 	KindBlobGet      = "blob-get"
 	KindReferrers    = "referrers"
 	KindTagList      = "tag-list"
+	KindPing         = "ping" // GET /v2/, the client's first request to a registry
 	KindOther        = "other"
 )
 
@@ -85,6 +86,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>,
 // /v2/<name>/referrers/<digest>, /v2/<name>/tags/list.
 func classify(r *http.Request) string {
+	if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
+		return KindPing
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) < 3 || parts[0] != "v2" {
 		return KindOther
