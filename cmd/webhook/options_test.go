@@ -1,0 +1,87 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"testing"
+	"time"
+)
+
+func TestOptionsDefaults(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "signet-system")
+	o := NewOptions()
+	if err := o.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	want := []string{"kube-system", "kube-public", "kube-node-lease", "signet-system"}
+	if len(o.ExemptNamespaces) != len(want) {
+		t.Fatalf("ExemptNamespaces = %v, want %v", o.ExemptNamespaces, want)
+	}
+	for i := range want {
+		if o.ExemptNamespaces[i] != want[i] {
+			t.Fatalf("ExemptNamespaces = %v, want %v", o.ExemptNamespaces, want)
+		}
+	}
+	if o.WebhookPort != 9443 || o.NoMatchPolicy != NoMatchWarn || o.VerifyTimeout != 0 {
+		t.Fatalf("unexpected defaults: %+v", o)
+	}
+}
+
+func TestOptionsFlags(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "")
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(t *testing.T, o *Options)
+	}{
+		{
+			name: "all flags",
+			args: []string{"--kubeconfig=/k", "--webhook-port=8443", "--cert-dir=/certs", "--metrics-bind-address=0",
+				"--health-probe-bind-address=:9000", "--no-match-policy=deny", "--exempt-namespaces=a, b,,c",
+				"--verify-timeout=7s"},
+			check: func(t *testing.T, o *Options) {
+				if o.Kubeconfig != "/k" || o.WebhookPort != 8443 || o.CertDir != "/certs" || o.MetricsBindAddress != "0" ||
+					o.HealthProbeBindAddress != ":9000" || o.NoMatchPolicy != NoMatchDeny || o.VerifyTimeout != 7*time.Second {
+					t.Fatalf("flags not bound: %+v", o)
+				}
+				if got := o.ExemptNamespaces; len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {
+					t.Fatalf("ExemptNamespaces = %q", got)
+				}
+			},
+		},
+		{name: "bad no-match", args: []string{"--no-match-policy=block"}, wantErr: `--no-match-policy "block": must be allow, warn or deny`},
+		{name: "bad port", args: []string{"--webhook-port=70000"}, wantErr: "--webhook-port 70000: must be between 1 and 65535"},
+		{name: "empty cert dir", args: []string{"--cert-dir="}, wantErr: "--cert-dir: must not be empty"},
+		{name: "negative timeout", args: []string{"--verify-timeout=-1s"}, wantErr: "--verify-timeout -1s: must not be negative"},
+		{name: "missing roots", args: []string{"--aws-signer-roots=/nonexistent/roots.pem"}, wantErr: "--aws-signer-roots: stat /nonexistent/roots.pem: no such file or directory"},
+		{name: "bad namespace", args: []string{"--exempt-namespaces=ok,a b"}, wantErr: `--exempt-namespaces: "a b" is not a namespace name`},
+		{
+			name:    "every error at once",
+			args:    []string{"--webhook-port=0", "--no-match-policy=x"},
+			wantErr: "--webhook-port 0: must be between 1 and 65535\n--no-match-policy \"x\": must be allow, warn or deny",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := NewOptions()
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			o.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := o.Validate()
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("Validate() = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
