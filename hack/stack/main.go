@@ -39,7 +39,7 @@ func run(args []string) error {
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		return errors.New("run from the repository root (make stack-up does)")
 	}
-	s := newStack(root)
+	s := newStack(root, filepath.Join(root, ".stack"), filepath.Join(root, "bin"))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	switch args[0] {
@@ -60,12 +60,13 @@ type stack struct {
 	pki                  pki
 }
 
-func newStack(root string) *stack {
-	dir := filepath.Join(root, ".stack")
+// newStack describes a stack for the repository at root, with its state in
+// dir and the tools in bin.
+func newStack(root, dir, bin string) *stack {
 	return &stack{
 		root: root,
 		dir:  dir,
-		bin:  filepath.Join(root, "bin"),
+		bin:  bin,
 		logs: filepath.Join(dir, "logs"),
 		pids: pidFile(filepath.Join(dir, "pids")),
 		pki:  pki{dir: filepath.Join(dir, "pki")},
