@@ -11,6 +11,10 @@ import (
 // ALL of those policies; within one policy, ANY one authority suffices.
 // Images no policy governs are decided by the webhook's --no-match-policy.
 //
+// Globs match the fully qualified reference without tag or digest: "nginx"
+// means "index.docker.io/library/nginx"; "*" matches within one path
+// segment, "**" across segments.
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=cip
 // +kubebuilder:subresource:status
@@ -31,9 +35,9 @@ type ClusterImagePolicy struct {
 // ClusterImagePolicySpec is what a policy requires.
 type ClusterImagePolicySpec struct {
 	// Images are the globs this policy governs. A glob matches the fully
-	// qualified repository without tag or digest ("nginx" means
+	// qualified reference without tag or digest ("nginx" means
 	// "index.docker.io/library/nginx"); "*" matches within one path
-	// segment, "**" across segments.
+	// segment, "**" across segments. An image matching any glob is governed.
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
@@ -60,10 +64,14 @@ type ClusterImagePolicySpec struct {
 
 // ImageGlob is one image glob.
 type ImageGlob struct {
-	// Glob, e.g. "123456789012.dkr.ecr.*.amazonaws.com/prod/**".
+	// Glob, e.g. "123456789012.dkr.ecr.*.amazonaws.com/prod/**": a
+	// repository without tag or digest, every tag and digest of which the
+	// policy governs.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9._/:*@-]*$')",message="glob may contain only lower-case letters, digits, '.', '_', '-', '/', ':' (a registry port) and '*'"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && !self.matches(':[^/]*$')",message="glob must not contain a tag or digest: remove it; the policy governs every tag and digest of a matching repository"
 	Glob string `json:"glob"`
 }
 
@@ -111,19 +119,24 @@ type KeyAuthority struct {
 	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
 }
 
-// SecretKeyReference names one key of one Secret.
+// SecretKeyReference names one key of one Secret. The webhook's service
+// account must be allowed to read it.
 type SecretKeyReference struct {
+	// Name of the Secret.
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="name must be a Secret name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
+	// Namespace of the Secret.
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="namespace must be a namespace name: lower-case letters, digits and '-', starting and ending with a letter or digit"
 	Namespace string `json:"namespace"`
+	// Key in the Secret's data whose value is the PEM-encoded public key,
+	// e.g. cosign.pub.
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$')",message="key must be a Secret data key: letters, digits, '-', '_' and '.', e.g. cosign.pub"
 	Key string `json:"key"`
 }
 
@@ -137,7 +150,9 @@ type SignerAuthority struct {
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
-	Profiles []SigningProfileARN `json:"profiles"`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^arn:(aws|aws-us-gov|aws-cn):signer:[a-z0-9-]+:[0-9]{12}:/signing-profiles/[A-Za-z0-9_]{2,64}(/[A-Za-z0-9]{1,64})?$')",message="must be an AWS Signer signing-profile ARN, arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME[/VERSION], with partition aws, aws-us-gov or aws-cn; wildcards are not allowed"
+	Profiles []string `json:"profiles"`
 
 	// Revocation is how Signer's revocation status is used: Enforce (deny
 	// revoked signatures, and deny when Signer cannot be reached),
@@ -147,11 +162,6 @@ type SignerAuthority struct {
 	// +kubebuilder:default=Enforce
 	Revocation RevocationMode `json:"revocation,omitempty"`
 }
-
-// SigningProfileARN is an AWS Signer signing-profile ARN or profile-version ARN.
-// +kubebuilder:validation:MaxLength=256
-// +kubebuilder:validation:XValidation:rule="self.matches('^arn:(aws|aws-us-gov|aws-cn):signer:[a-z0-9-]+:[0-9]{12}:/signing-profiles/[A-Za-z0-9_]{2,64}(/[A-Za-z0-9]{1,64})?$')",message="must be an AWS Signer signing-profile ARN, arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME[/VERSION], with partition aws, aws-us-gov or aws-cn; wildcards are not allowed"
-type SigningProfileARN string
 
 // RevocationMode is how AWS Signer revocation is checked.
 // +kubebuilder:validation:Enum=Enforce;BestEffort;Skip

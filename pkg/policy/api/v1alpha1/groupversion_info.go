@@ -13,10 +13,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// GroupVersion is the API's group and version.
-var GroupVersion = schema.GroupVersion{Group: "signet.dev", Version: "v1alpha1"}
-
 var (
+	// GroupVersion is the API's group and version.
+	GroupVersion = schema.GroupVersion{Group: "signet.dev", Version: "v1alpha1"}
+	// SchemeGroupVersion is GroupVersion under the name client-go's
+	// generators and listers expect.
+	SchemeGroupVersion = GroupVersion
+
 	// SchemeBuilder registers the API's types.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 	// AddToScheme adds the API's types to a scheme.

@@ -229,7 +229,7 @@ func (in *SignerAuthority) DeepCopyInto(out *SignerAuthority) {
 	*out = *in
 	if in.Profiles != nil {
 		in, out := &in.Profiles, &out.Profiles
-		*out = make([]SigningProfileARN, len(*in))
+		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
 }
