@@ -1,0 +1,207 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+)
+
+// Verdict is what happens to one image.
+type Verdict string
+
+// Verdicts.
+const (
+	VerdictAdmitted Verdict = "admitted"
+	VerdictWarned   Verdict = "warned" // admitted, with a warning
+	VerdictDenied   Verdict = "denied"
+)
+
+// Decision is the outcome for every image of a request, in request order.
+type Decision struct {
+	Images []ImageDecision
+}
+
+// Allowed reports whether the object may be admitted.
+func (d Decision) Allowed() bool {
+	for _, i := range d.Images {
+		if i.Verdict == VerdictDenied {
+			return false
+		}
+	}
+	return true
+}
+
+// Denials are the one-line messages of denied images.
+func (d Decision) Denials() []string { return d.messages(VerdictDenied) }
+
+// Warnings are the one-line messages of admitted-with-warning images.
+func (d Decision) Warnings() []string { return d.messages(VerdictWarned) }
+
+func (d Decision) messages(v Verdict) []string {
+	var out []string
+	for _, i := range d.Images {
+		if i.Verdict == v {
+			out = append(out, i.Message())
+		}
+	}
+	return out
+}
+
+// ImageDecision is the outcome for one image.
+type ImageDecision struct {
+	Path  string // e.g. spec.containers[0].image
+	Image string // as written
+	// Digest is the manifest digest that was verified ("sha256:…"); empty
+	// when none was (no policy governs the image, or resolution failed).
+	Digest string
+	// Resolved is true when Image named a tag that was resolved to Digest.
+	Resolved bool
+	Verdict  Verdict
+	// NoMatch: no policy governs the image; NoMatchPolicy decided.
+	NoMatch bool
+	// Policies are the governing policies' results.
+	Policies []PolicyResult
+	// Cause and Hint explain a failure that happened before any policy
+	// could be checked (bad reference, tag resolution).
+	Cause, Hint string
+	// Transient: the failure was infrastructure, not the image.
+	Transient bool
+}
+
+// PolicyResult is one governing policy's outcome for one image.
+type PolicyResult struct {
+	Policy      string
+	Mode        v1alpha1.PolicyMode
+	Satisfied   bool
+	SatisfiedBy string // the authority that verified it
+	NotReady    string // why the policy could not be enforced
+	Authorities []AuthorityResult
+}
+
+// AuthorityResult is one authority's verification.
+type AuthorityResult struct {
+	Name     string
+	Describe string
+	Result   Result
+	Cache    Outcome
+}
+
+// Hints: what a user can do about a denial.
+const (
+	hintSign      = "Sign this digest in your pipeline with one of the policy's authorities."
+	hintTransient = "This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS."
+	hintNotReady  = "Fix the policy (kubectl describe clusterimagepolicy %s) or the key it names."
+	hintNoMatch   = "No ClusterImagePolicy governs this image and unmatched images are %s: add a policy whose images cover it."
+	hintRevoked   = "The signature was revoked: deploy an image signed by a signing job that was not revoked."
+	hintExpired   = "The signature or its certificate expired: sign the image again."
+	hintLimit     = "The registry served more than Signet reads for one image: check the image's signatures."
+	hintBadRef    = "Fix the image reference."
+)
+
+// Message is the one line a user reads about the image: which image (and
+// where), which policy and authorities, why, and what to do.
+func (i ImageDecision) Message() string {
+	where := i.Image
+	if i.Digest != "" && !strings.Contains(i.Image, "@") {
+		where += "@" + i.Digest
+	}
+	if i.Path != "" {
+		where += " (" + i.Path + ")"
+	}
+	switch {
+	case i.Verdict == VerdictAdmitted && !i.NoMatch:
+		var by []string
+		for _, p := range i.Policies {
+			by = append(by, fmt.Sprintf("ClusterImagePolicy %q (authority %q)", p.Policy, p.SatisfiedBy))
+		}
+		return fmt.Sprintf("image %s admitted by %s", where, strings.Join(by, ", "))
+	case i.NoMatch:
+		mode := map[Verdict]string{VerdictAdmitted: "allowed", VerdictWarned: "allowed with a warning", VerdictDenied: "denied"}[i.Verdict]
+		return fmt.Sprintf("image %s is not governed by any ClusterImagePolicy. %s", where, fmt.Sprintf(hintNoMatch, mode))
+	case i.Cause != "":
+		return fmt.Sprintf("image %s %s: %s. %s", where, verb(i.Verdict), i.Cause, i.Hint)
+	}
+	var parts []string
+	for _, p := range i.Policies {
+		if p.Satisfied {
+			continue
+		}
+		parts = append(parts, p.message(verb(i.Verdict)))
+	}
+	return fmt.Sprintf("image %s %s", where, strings.Join(parts, "; "))
+}
+
+func verb(v Verdict) string {
+	if v == VerdictWarned {
+		return "would be denied (Warn mode)"
+	}
+	return "denied"
+}
+
+// message: `by ClusterImagePolicy "prod": no signature from authority
+// "ci-kms" (awskms:///alias/cosign): no signature found. Sign …`
+func (p PolicyResult) message(verb string) string {
+	head := fmt.Sprintf("%s by ClusterImagePolicy %q", verb, p.Policy)
+	if verb != "denied" && p.Mode == v1alpha1.ModeWarn {
+		head = fmt.Sprintf("would be denied by ClusterImagePolicy %q (Warn mode)", p.Policy)
+	}
+	if p.NotReady != "" {
+		return fmt.Sprintf("%s: the policy is not ready: %s. %s", head, p.NotReady, fmt.Sprintf(hintNotReady, p.Policy))
+	}
+	// Group authorities by cause so that the common case reads as one clause.
+	var names []string
+	causes := map[string][]string{}
+	var order []string
+	hint := hintSign
+	for _, a := range p.Authorities {
+		name := fmt.Sprintf("%q (%s)", a.Name, a.Describe)
+		names = append(names, name)
+		if _, ok := causes[a.Result.Cause]; !ok {
+			order = append(order, a.Result.Cause)
+		}
+		causes[a.Result.Cause] = append(causes[a.Result.Cause], name)
+		hint = worseHint(hint, a.Result.Reason)
+	}
+	if len(order) == 1 {
+		return fmt.Sprintf("%s: no valid signature from authority %s: %s. %s", head, strings.Join(names, " or "), order[0], hint)
+	}
+	var clauses []string
+	for _, c := range order {
+		clauses = append(clauses, fmt.Sprintf("authority %s: %s", strings.Join(causes[c], " or "), c))
+	}
+	return fmt.Sprintf("%s: no valid signature (%s). %s", head, strings.Join(clauses, "; "), hint)
+}
+
+// worseHint picks the hint for the most actionable reason: a transient
+// failure means the signature may be fine, so retrying comes first.
+func worseHint(current string, r Reason) string {
+	switch {
+	case r.Transient():
+		return hintTransient
+	case current == hintTransient:
+		return current
+	case r == ReasonRevoked:
+		return hintRevoked
+	case r == ReasonExpired && current == hintSign:
+		return hintExpired
+	case r == ReasonLimitExceeded && current == hintSign:
+		return hintLimit
+	}
+	return current
+}
+
+// TransientFailure reports whether any denial of the image was infrastructure.
+func (i ImageDecision) TransientFailure() bool {
+	if i.Transient {
+		return true
+	}
+	for _, p := range i.Policies {
+		for _, a := range p.Authorities {
+			if !p.Satisfied && a.Result.Transient() {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,195 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+)
+
+// NoMatchPolicy decides images that no policy governs.
+type NoMatchPolicy string
+
+// The no-match policies.
+const (
+	NoMatchAllow NoMatchPolicy = "allow"
+	NoMatchWarn  NoMatchPolicy = "warn"
+	NoMatchDeny  NoMatchPolicy = "deny"
+)
+
+// Resolver resolves a tag to the digest it points at now. Signatures bind
+// digests, so a tag is resolved once per decision and the digest is what
+// gets verified (and what admission pins).
+type Resolver interface {
+	Resolve(ctx context.Context, ref name.Reference, keychain authn.Keychain) (name.Digest, error)
+}
+
+// Engine decides whether images may run. The webhook and the CLI use the
+// same Engine, so a pipeline's answer is the cluster's answer.
+type Engine struct {
+	Cache    *VerdictCache
+	Resolver Resolver
+	NoMatch  NoMatchPolicy
+	// ParseOptions apply when parsing image references (e.g. insecure
+	// registries for the CLI).
+	ParseOptions []name.Option
+}
+
+// ImageRef is one image of the object being judged.
+type ImageRef struct {
+	// Path is where the image is in the object, e.g.
+	// "spec.containers[0].image"; it is reported in messages.
+	Path string
+	Ref  string
+}
+
+// Request is one thing to decide: the images of one object.
+type Request struct {
+	Images []ImageRef
+	Object ObjectContext
+	// Keychain adds request credentials (a Pod's pull secrets).
+	Keychain authn.Keychain
+}
+
+// Evaluate decides every image of req under policies. Identical image
+// references are resolved and verified once; verifications go through the
+// shared verdict cache.
+func (e *Engine) Evaluate(ctx context.Context, policies []*Policy, req Request) Decision {
+	type work struct {
+		once     sync.Once
+		decision ImageDecision
+	}
+	byRef := map[string]*work{}
+	for _, img := range req.Images {
+		if byRef[img.Ref] == nil {
+			byRef[img.Ref] = &work{}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, img := range req.Images {
+		w := byRef[img.Ref]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.once.Do(func() { w.decision = e.evaluateImage(ctx, policies, img.Ref, req) })
+		}()
+	}
+	wg.Wait()
+	d := Decision{}
+	for _, img := range req.Images {
+		id := byRef[img.Ref].decision
+		id.Path = img.Path
+		d.Images = append(d.Images, id)
+	}
+	return d
+}
+
+func (e *Engine) evaluateImage(ctx context.Context, policies []*Policy, ref string, req Request) ImageDecision {
+	id := ImageDecision{Image: ref}
+	parsed, err := ParseImage(ref, e.ParseOptions...)
+	if err != nil {
+		id.Verdict = VerdictDenied
+		id.Cause = err.Error()
+		id.Hint = hintBadRef
+		return id
+	}
+	repo := Repository(parsed)
+	var governing []*Policy
+	for _, p := range policies {
+		if p.Governs(repo, req.Object) {
+			governing = append(governing, p)
+		}
+	}
+	if len(governing) == 0 {
+		id.NoMatch = true
+		switch e.NoMatch {
+		case NoMatchAllow:
+			id.Verdict = VerdictAdmitted
+		case NoMatchWarn:
+			id.Verdict = VerdictWarned
+		default:
+			id.Verdict = VerdictDenied
+		}
+		return id
+	}
+
+	digest, err := e.resolve(ctx, parsed, req.Keychain)
+	if err != nil {
+		// Nothing could be checked: every governing policy failed.
+		var failed []PolicyResult
+		for _, p := range governing {
+			failed = append(failed, PolicyResult{Policy: p.Name, Mode: p.Mode})
+		}
+		id.Verdict = verdictOf(failed)
+		id.Cause = err.Error()
+		id.Transient = true
+		id.Hint = hintTransient
+		return id
+	}
+	id.Digest = digest.DigestStr()
+	id.Resolved = parsed.String() != digest.String()
+	img := Image{Ref: digest, Keychain: req.Keychain}
+	for _, p := range governing {
+		id.Policies = append(id.Policies, e.evaluatePolicy(ctx, p, img))
+	}
+	var failed []PolicyResult
+	for _, pr := range id.Policies {
+		if !pr.Satisfied {
+			failed = append(failed, pr)
+		}
+	}
+	id.Verdict = verdictOf(failed)
+	return id
+}
+
+// verdictOf: admitted when no policy failed; denied when an Enforce
+// policy failed; warned when only Warn policies failed.
+func verdictOf(failed []PolicyResult) Verdict {
+	if len(failed) == 0 {
+		return VerdictAdmitted
+	}
+	for _, f := range failed {
+		if f.Mode != v1alpha1.ModeWarn {
+			return VerdictDenied
+		}
+	}
+	return VerdictWarned
+}
+
+func (e *Engine) resolve(ctx context.Context, ref name.Reference, kc authn.Keychain) (name.Digest, error) {
+	if d, ok := ref.(name.Digest); ok {
+		return d, nil
+	}
+	if e.Resolver == nil {
+		return name.Digest{}, fmt.Errorf("cannot resolve tag %q: no resolver", ref.Identifier())
+	}
+	d, err := e.Resolver.Resolve(ctx, ref, kc)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("could not resolve tag %q to a digest: %v", ref.Identifier(), err)
+	}
+	return d, nil
+}
+
+// evaluatePolicy checks the authorities in order until one verifies: ANY
+// authority satisfies the policy.
+func (e *Engine) evaluatePolicy(ctx context.Context, p *Policy, img Image) PolicyResult {
+	pr := PolicyResult{Policy: p.Name, Mode: p.Mode}
+	if p.NotReady != nil {
+		pr.NotReady = p.NotReady.Error()
+		return pr
+	}
+	for _, a := range p.Authorities {
+		r, outcome := e.Cache.Verify(ctx, a.Verifier, img)
+		pr.Authorities = append(pr.Authorities, AuthorityResult{Name: a.Name, Describe: a.Verifier.Describe(), Result: r, Cache: outcome})
+		if r.Verified() {
+			pr.Satisfied = true
+			pr.SatisfiedBy = a.Name
+			return pr
+		}
+	}
+	return pr
+}
