@@ -1,0 +1,94 @@
+package manifest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+)
+
+func TestSamplesDecodeWithDefaults(t *testing.T) {
+	s, err := NewSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("../../../config/samples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no samples")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := s.DecodeBytes(context.Background(), f, b)
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("%s: %v (%d policies)", f, err, len(ps))
+		}
+		if ps[0].Spec.Mode == "" {
+			t.Errorf("%s: mode not defaulted", f)
+		}
+		for _, a := range ps[0].Spec.Authorities {
+			if a.Signer != nil && a.Signer.Revocation == "" {
+				t.Errorf("%s: revocation not defaulted", f)
+			}
+		}
+	}
+}
+
+// The messages are the API server's own (see the CRD test, which checks
+// the same shapes against a real kube-apiserver).
+func TestInvalidPoliciesGetTheAPIServersMessages(t *testing.T) {
+	s, err := NewSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = "apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n  images: [{glob: \"reg.example.com/**\"}]\n"
+	tests := map[string]struct{ doc, want string }{
+		"bad kms": {head + "  authorities: [{name: a, key: {kms: alias/cosign}}]\n",
+			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.authorities[0].key.kms: Invalid value: "alias/cosign": kms must be an AWS KMS key URI: awskms:///KEY_ID, awskms:///alias/NAME or awskms:///arn:aws:kms:REGION:ACCOUNT:key/KEY_ID`},
+		"key and signer": {head + "  authorities: [{name: a, key: {kms: awskms:///alias/x}, signer: {profiles: [\"arn:aws:signer:us-east-1:123456789012:/signing-profiles/P1\"]}}]\n",
+			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.authorities[0]: Invalid value: set exactly one of key (a cosign key: kms, data or secretRef) or signer (AWS Signer signing profiles)`},
+		"bad mode": {head + "  mode: Audit\n  authorities: [{name: a, key: {kms: awskms:///alias/x}}]\n",
+			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.mode: Unsupported value: "Audit": supported values: "Enforce", "Warn"`},
+		"unknown field": {head + "  authorities: [{name: a, key: {kms: awskms:///alias/x}}]\n  mdoe: Warn\n",
+			`policy.yaml: ClusterImagePolicy "p" is invalid: strict decoding error: unknown field "spec.mdoe"`},
+		"other kind": {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+			`policy.yaml: document 1 is v1 ConfigMap, want a signet.dev/v1alpha1 ClusterImagePolicy`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := s.Decode(context.Background(), "policy.yaml", strings.NewReader(tt.doc))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error\n got: %v\nwant: %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMultipleDocuments(t *testing.T) {
+	s, _ := NewSchema()
+	doc := `apiVersion: signet.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata: {name: one}
+spec:
+  images: [{glob: "a.example.com/**"}]
+  authorities: [{name: a, key: {kms: "awskms:///alias/a"}}]
+---
+---
+apiVersion: signet.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata: {name: two}
+spec:
+  mode: Warn
+  images: [{glob: "b.example.com/**"}]
+  authorities: [{name: b, signer: {profiles: ["arn:aws:signer:us-east-1:123456789012:/signing-profiles/P1"]}}]
+`
+	ps, err := s.Decode(context.Background(), "-", strings.NewReader(doc))
+	if err != nil || len(ps) != 2 || ps[1].Spec.Mode != v1alpha1.ModeWarn || ps[1].Spec.Authorities[0].Signer.Revocation != v1alpha1.RevocationEnforce {
+		t.Fatalf("got %d policies, %v", len(ps), err)
+	}
+}
