@@ -120,7 +120,7 @@ func (i ImageDecision) Message() string {
 		mode := map[Verdict]string{VerdictAdmitted: "allowed", VerdictWarned: "allowed with a warning", VerdictDenied: "denied"}[i.Verdict]
 		return fmt.Sprintf("image %s is not governed by any ClusterImagePolicy. %s", where, fmt.Sprintf(hintNoMatch, mode))
 	case i.Cause != "":
-		return fmt.Sprintf("image %s %s: %s. %s", where, verb(i.Verdict), i.Cause, i.Hint)
+		return fmt.Sprintf("image %s %s: %s. %s", where, verb(i.Verdict), clause(i.Cause), i.Hint)
 	}
 	var parts []string
 	for _, p := range i.Policies {
@@ -147,7 +147,7 @@ func (p PolicyResult) message(verb string) string {
 		head = fmt.Sprintf("would be denied by ClusterImagePolicy %q (Warn mode)", p.Policy)
 	}
 	if p.NotReady != "" {
-		return fmt.Sprintf("%s: the policy is not ready: %s. %s", head, p.NotReady, fmt.Sprintf(hintNotReady, p.Policy))
+		return fmt.Sprintf("%s: the policy is not ready: %s. %s", head, clause(p.NotReady), fmt.Sprintf(hintNotReady, p.Policy))
 	}
 	// Group authorities by cause so that the common case reads as one clause.
 	var names []string
@@ -164,11 +164,11 @@ func (p PolicyResult) message(verb string) string {
 		hint = worseHint(hint, a.Result.Reason)
 	}
 	if len(order) == 1 {
-		return fmt.Sprintf("%s: no valid signature from authority %s: %s. %s", head, strings.Join(names, " or "), order[0], hint)
+		return fmt.Sprintf("%s: no valid signature from authority %s: %s. %s", head, strings.Join(names, " or "), clause(order[0]), hint)
 	}
 	var clauses []string
 	for _, c := range order {
-		clauses = append(clauses, fmt.Sprintf("authority %s: %s", strings.Join(causes[c], " or "), c))
+		clauses = append(clauses, fmt.Sprintf("authority %s: %s", strings.Join(causes[c], " or "), clause(c)))
 	}
 	return fmt.Sprintf("%s: no valid signature (%s). %s", head, strings.Join(clauses, "; "), hint)
 }
@@ -205,3 +205,7 @@ func (i ImageDecision) TransientFailure() bool {
 	}
 	return false
 }
+
+// clause trims what would double the full stop a message puts after a
+// cause taken from elsewhere (AWS errors end with one).
+func clause(s string) string { return strings.TrimRight(s, ". ") }
