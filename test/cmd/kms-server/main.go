@@ -1,5 +1,11 @@
 // Command kms-server runs the AWS KMS test server (package
-// test/servers/kms) for the local stack.
+// test/servers/kms) for the local stack:
+//
+//	kms-server --listen 127.0.0.1:0 --addr-file .stack/kms-server.addr --region us-east-1 --account 123456789012
+//
+// It prints one line, "listening on http://127.0.0.1:PORT", once it accepts
+// connections; point AWS_ENDPOINT_URL_KMS at that URL. GET /_signet/calls
+// returns the calls per operation.
 package main
 
 import (

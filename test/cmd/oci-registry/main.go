@@ -1,5 +1,11 @@
 // Command oci-registry runs the stack's OCI registry with the referrers
-// API (package test/servers/registry).
+// API (package test/servers/registry):
+//
+//	oci-registry --listen 127.0.0.1:0 --addr-file .stack/oci-registry.addr
+//
+// It prints one line, "listening on http://127.0.0.1:PORT", once it accepts
+// connections. GET /_signet/requests returns the requests by kind;
+// POST /_signet/requests/reset zeroes them.
 package main
 
 import (

@@ -5,28 +5,32 @@
 // as in AWS and errors shaped as AWS shapes them, so the real aws-sdk-go-v2
 // client and the sigstore awskms provider run unchanged against it.
 //
-// It is test infrastructure: SigV4 signatures are required to be present
-// but are not checked, and keys vanish with the process.
+// It is test infrastructure: SigV4 signatures must be present but are not
+// checked (credentials are dummies), and keys vanish with the process.
 package kms
 
 import (
-	"crypto"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/google/uuid"
 )
 
-// Server is the KMS test server. It implements http.Handler.
+// Server is the KMS test server. It implements http.Handler and is safe for
+// concurrent use.
 type Server struct {
 	region, account string
 
 	mu      sync.Mutex
-	keys    map[string]*key   // by key ID
-	aliases map[string]string // alias name ("alias/x") -> key ID
-	calls   map[string]int    // operation -> count
+	keys    map[string]*key   // by key ID; never deleted, never mutated
+	aliases map[string]*alias // by alias name ("alias/x")
+	calls   map[string]int    // operation -> requests that reached it
 }
 
 // Options configure a Server. Zero values take the defaults.
@@ -35,7 +39,7 @@ type Options struct {
 	Account string // default 123456789012
 }
 
-// New returns an empty server.
+// New returns a server with no keys.
 func New(opts Options) *Server {
 	if opts.Region == "" {
 		opts.Region = "us-east-1"
@@ -47,41 +51,42 @@ func New(opts Options) *Server {
 		region:  opts.Region,
 		account: opts.Account,
 		keys:    map[string]*key{},
-		aliases: map[string]string{},
+		aliases: map[string]*alias{},
 		calls:   map[string]int{},
 	}
 }
 
-// Calls returns how many times op (e.g. "GetPublicKey") was called. Tests
-// use it to prove that verification makes no KMS call.
+// Calls returns how many requests for op (e.g. "GetPublicKey") reached the
+// server, failed ones included. Tests use it to prove that a verification
+// made no KMS call; a real endpoint has no such hook.
 func (s *Server) Calls(op string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[op]
 }
 
-// CallCounts returns every operation's count.
+// CallCounts returns every operation's count (operations never called are
+// absent). GET /_signet/calls serves the same map to other processes.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.calls))
-	for k, v := range s.calls {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.calls)
 }
 
-// apiError is an AWS JSON error: HTTP status plus {"__type", "message"}.
+// apiError is an AWS JSON-protocol error: an HTTP status plus the error
+// code, sent both as the X-Amzn-ErrorType header and as "__type".
 type apiError struct {
 	status  int
 	code    string
 	message string
 }
 
-func (e *apiError) Error() string { return e.code + ": " + e.message }
-
 func errorf(code, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func internalError(err error) *apiError {
+	return &apiError{status: http.StatusInternalServerError, code: "KMSInternalException", message: err.Error()}
 }
 
 type operation func(s *Server, body []byte) (any, *apiError)
@@ -98,19 +103,21 @@ var operations = map[string]operation{
 	"Verify":       (*Server).verify,
 }
 
-// ServeHTTP dispatches on X-Amz-Target. GET /_signet/calls returns the
-// call counts as JSON (a test hook no real endpoint has).
+// ServeHTTP dispatches on X-Amz-Target, and serves GET /_signet/calls.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path == "/_signet/calls" {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.CallCounts())
 		return
 	}
+	// Every AWS response carries a request ID; the SDK puts it in its errors.
+	w.Header().Set("X-Amzn-RequestId", uuid.NewString())
 	if r.Method != http.MethodPost {
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "UnknownOperationException", message: "KMS accepts POST only"})
 		return
 	}
-	// A real endpoint rejects unsigned requests; we check presence only.
+	// A real endpoint rejects unsigned requests; checking that a SigV4
+	// header is present catches a client that lost its credentials.
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
 		writeError(w, errorf("MissingAuthenticationTokenException", "Missing Authentication Token"))
 		return
@@ -119,12 +126,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	opName, ok := strings.CutPrefix(target, "TrentService.")
 	op := operations[opName]
 	if !ok || op == nil {
-		writeError(w, errorf("UnknownOperationException", "operation %q is not supported by the Signet KMS test server", target))
+		writeError(w, errorf("UnknownOperationException", "operation %q is not implemented by the Signet KMS test server", target))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		writeError(w, errorf("ValidationException", "reading request: %v", err))
+		writeError(w, errorf("SerializationException", "reading request: %v", err))
 		return
 	}
 	s.mu.Lock()
@@ -143,10 +150,15 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-ErrorType", e.code)
 	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"__type": e.code, "message": e.message})
+	body := map[string]string{"__type": e.code}
+	if e.message != "" {
+		body["message"] = e.message
+	}
+	_ = json.NewEncoder(w).Encode(body)
 }
 
-// decode unmarshals a request body, mapping malformed JSON to AWS's error.
+// decode unmarshals a request body. Blobs arrive base64 encoded, which
+// encoding/json decodes into []byte fields.
 func decode(body []byte, v any) *apiError {
 	if len(body) == 0 {
 		body = []byte("{}")
@@ -157,15 +169,12 @@ func decode(body []byte, v any) *apiError {
 	return nil
 }
 
-// hashFor maps a signing algorithm to its digest.
-func hashFor(alg string) (crypto.Hash, bool) {
-	switch {
-	case strings.HasSuffix(alg, "_SHA_256"):
-		return crypto.SHA256, true
-	case strings.HasSuffix(alg, "_SHA_384"):
-		return crypto.SHA384, true
-	case strings.HasSuffix(alg, "_SHA_512"):
-		return crypto.SHA512, true
-	}
-	return 0, false
+// epoch is how the JSON protocol sends timestamps: seconds since the Unix
+// epoch as a number, with a fraction.
+func epoch(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+// required is AWS's message for a missing required member.
+func required(member string) *apiError {
+	return errorf("ValidationException",
+		"1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", member)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,16 +17,16 @@ import (
 	ggcr "github.com/google/go-containerregistry/pkg/registry"
 )
 
-// Kinds of request the counter tells apart.
+// Kinds of request the counter tells apart, by OCI distribution endpoint.
 const (
-	KindManifestGet  = "manifest-get"
-	KindManifestHead = "manifest-head"
-	KindManifestPut  = "manifest-put"
-	KindBlobGet      = "blob-get"
-	KindReferrers    = "referrers"
-	KindTagList      = "tag-list"
-	KindPing         = "ping" // GET /v2/, the client's first request to a registry
-	KindOther        = "other"
+	KindPing         = "ping"          // GET /v2/: a client's first request to a registry
+	KindManifestGet  = "manifest-get"  // GET /v2/<name>/manifests/<ref>
+	KindManifestHead = "manifest-head" // HEAD /v2/<name>/manifests/<ref>
+	KindManifestPut  = "manifest-put"  // PUT /v2/<name>/manifests/<ref>
+	KindBlobGet      = "blob-get"      // GET /v2/<name>/blobs/<digest>
+	KindReferrers    = "referrers"     // /v2/<name>/referrers/<digest>
+	KindTagList      = "tag-list"      // GET /v2/<name>/tags/list
+	KindOther        = "other"         // blob HEADs and uploads, catalog, anything else
 )
 
 // Server is the registry with its request counter.
@@ -44,15 +45,12 @@ func New() *Server {
 	}
 }
 
-// Requests returns the counts by kind since the last Reset.
+// Requests returns the counts by kind since the last Reset; kinds with no
+// request are absent.
 func (s *Server) Requests() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.counts))
-	for k, v := range s.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.counts)
 }
 
 // Reset zeroes the counts.
@@ -63,16 +61,11 @@ func (s *Server) Reset() {
 }
 
 // ServeHTTP serves the registry, plus GET /_signet/requests (the counts as
-// JSON) and POST /_signet/requests/reset for tests in other processes.
+// JSON) and POST /_signet/requests/reset, for tests in other processes.
+// These hooks are not counted.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.URL.Path == "/_signet/requests" && r.Method == http.MethodGet:
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(s.Requests())
-		return
-	case r.URL.Path == "/_signet/requests/reset" && r.Method == http.MethodPost:
-		s.Reset()
-		w.WriteHeader(http.StatusNoContent)
+	if strings.HasPrefix(r.URL.Path, "/_signet/") {
+		s.serveHooks(w, r)
 		return
 	}
 	kind := classify(r)
@@ -80,6 +73,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.counts[kind]++
 	s.mu.Unlock()
 	s.registry.ServeHTTP(w, r)
+}
+
+func (s *Server) serveHooks(w http.ResponseWriter, r *http.Request) {
+	method := map[string]string{"/_signet/requests": http.MethodGet, "/_signet/requests/reset": http.MethodPost}[r.URL.Path]
+	switch {
+	case method == "":
+		http.NotFound(w, r)
+	case r.Method != method:
+		w.Header().Set("Allow", method)
+		http.Error(w, "use "+method, http.StatusMethodNotAllowed)
+	case method == http.MethodGet:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Requests())
+	default:
+		s.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // classify names a request by the OCI distribution endpoint it hits:
