@@ -98,7 +98,7 @@ func New(opts Options) *Client {
 	for _, h := range opts.InsecureRegistries {
 		c.insecure[strings.ToLower(h)] = true
 	}
-	c.transport = &limitedTransport{base: base, limits: limits}
+	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP}
 	return c
 }
 

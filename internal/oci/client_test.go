@@ -116,3 +116,17 @@ func TestKeychainFallsBackToDefault(t *testing.T) {
 		t.Fatal("nil request keychain must fall back to the default")
 	}
 }
+
+func TestTransportRefusesPlainHTTPToNonLoopbackHosts(t *testing.T) {
+	hc := &http.Client{Transport: New(Options{InsecureRegistries: []string{"mirror.internal:5000"}}).Transport()}
+	_, err := hc.Get("http://10.1.2.3:5000/v2/")
+	want := "refusing plain HTTP to registry 10.1.2.3:5000: only loopback registries and those named with --insecure-registry may be reached without TLS"
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("error = %v, want one ending %q", err, want)
+	}
+	// An explicitly insecure host passes the rule (and then fails to resolve here).
+	_, err = hc.Get("http://mirror.internal:5000/v2/")
+	if err == nil || strings.Contains(err.Error(), "refusing plain HTTP") {
+		t.Fatalf("insecure registry refused: %v", err)
+	}
+}

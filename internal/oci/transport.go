@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 )
@@ -12,11 +13,19 @@ import (
 type limitedTransport struct {
 	base   http.RoundTripper
 	limits Limits
+	// plainHTTP is the Client's rule. go-containerregistry would fall back
+	// to plain HTTP on its own for private-range and *.local hosts; the
+	// transport refuses that, so credentials and signatures never cross
+	// the network in the clear unless the operator said so.
+	plainHTTP func(host string) bool
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// http.Client sets req.Response on a request it makes to follow a
 	// redirect; the chain's length is the number of redirects so far.
+	if req.URL.Scheme == "http" && !t.plainHTTP(req.URL.Host) {
+		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries and those named with --insecure-registry may be reached without TLS", req.URL.Host)
+	}
 	hops := 0
 	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
 		hops++

@@ -1,0 +1,154 @@
+package cosign
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/signet-dev/signet/internal/oci"
+	"github.com/signet-dev/signet/pkg/policy"
+)
+
+// retryBackoff keeps go-containerregistry's retries of 5xx and 429 answers
+// well inside an admission budget (its default waits 1 s, then 3 s).
+var retryBackoff = remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}
+
+// session is one verification's registry access: one go-containerregistry
+// Puller (so the /v2/ ping and token exchange happen once per repository),
+// the caller's context on every call, Signet's limits, and the budget of
+// signatures this verification may examine.
+type session struct {
+	ctx    context.Context
+	digest name.Digest
+	puller *remote.Puller
+	opts   []remote.Option
+	limits oci.Limits
+	budget int
+}
+
+func newSession(ctx context.Context, client *oci.Client, img policy.Image) (*session, error) {
+	// Re-parse with the client's rule for plain HTTP.
+	d, err := name.NewDigest(img.Ref.String(), client.NameOptions(img.Ref.RegistryStr())...)
+	if err != nil {
+		return nil, err
+	}
+	opts := append(client.RemoteOptions(ctx, img.Keychain), remote.WithRetryBackoff(retryBackoff))
+	p, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &session{
+		ctx:    ctx,
+		digest: d,
+		puller: p,
+		opts:   append(opts, remote.Reuse(p)),
+		limits: client.Limits(),
+		budget: client.Limits().MaxSignatures,
+	}, nil
+}
+
+// fetchError is a registry read that failed: what was being read, and why.
+type fetchError struct {
+	what string // "the sha256-….sig tag", "referrer sha256:…", "the referrers of sha256:…"
+	err  error
+}
+
+func (e *fetchError) Error() string { return "reading " + e.what + ": " + oci.Redact(e.err) }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// malformedError: the registry answered with something that is not what
+// the OCI distribution spec says it must be.
+type malformedError struct{ err error }
+
+func (e *malformedError) Error() string { return "malformed response: " + e.err.Error() }
+func (e *malformedError) Unwrap() error { return e.err }
+
+// budgetLimit is the LimitError.What of the signature budget.
+const budgetLimit = "signatures examined per image"
+
+// take spends one unit of the signature budget.
+func (s *session) take() error {
+	if s.budget <= 0 {
+		return &oci.LimitError{What: budgetLimit, Limit: int64(s.limits.MaxSignatures)}
+	}
+	s.budget--
+	return nil
+}
+
+// manifest reads the manifest ref names. A 404 is returned as (nil, nil).
+func (s *session) manifest(ref name.Reference, what string) (*v1.Manifest, error) {
+	desc, err := s.puller.Get(s.ctx, ref)
+	if oci.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	m, err := v1.ParseManifest(strings.NewReader(string(desc.Manifest)))
+	if err != nil {
+		return nil, &fetchError{what, &malformedError{err}}
+	}
+	return m, nil
+}
+
+// payload reads one signature blob, refusing it unread when its
+// descriptor is over MaxPayloadBytes. go-containerregistry checks the
+// blob's digest and size against the descriptor as it reads.
+func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
+	max := s.limits.MaxPayloadBytes
+	if desc.Size > max {
+		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: max,
+			URL: fmt.Sprintf("%s@%s (%d bytes)", s.digest.Context().Name(), desc.Digest, desc.Size)}}
+	}
+	layer, err := s.puller.Layer(s.ctx, s.digest.Context().Digest(desc.Digest.String()))
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	if int64(len(b)) > max {
+		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: max,
+			URL: fmt.Sprintf("%s@%s", s.digest.Context().Name(), desc.Digest)}}
+	}
+	if int64(len(b)) != desc.Size {
+		return nil, &fetchError{what, &malformedError{fmt.Errorf("blob %s has %d bytes, its descriptor says %d", desc.Digest, len(b), desc.Size)}}
+	}
+	return b, nil
+}
+
+// referrers lists the manifests that refer to the image: the OCI 1.1
+// referrers API, or, where the registry has none, the referrers tag schema
+// (the sha256-<hex> index tag). go-containerregistry does both.
+func (s *session) referrers() ([]v1.Descriptor, error) {
+	what := "the referrers of " + s.digest.DigestStr()
+	idx, err := remote.Referrers(s.digest, s.opts...)
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, &fetchError{what, &malformedError{err}}
+	}
+	return im.Manifests, nil
+}
+
+// imageMissing reports whether the registry says the image's manifest does
+// not exist. Other failures report false: the caller only words its
+// "no signature" answer with it.
+func (s *session) imageMissing() bool {
+	_, err := s.puller.Head(s.ctx, s.digest)
+	return oci.IsNotFound(err)
+}

@@ -1,0 +1,104 @@
+package cosign
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/signet-dev/signet/internal/oci"
+	"github.com/signet-dev/signet/pkg/policy"
+)
+
+// maxCauseDetail bounds how much of a registry's own error text reaches a
+// cause: a hostile registry chooses that text.
+const maxCauseDetail = 200
+
+// verdict words a verification that found no valid signature. The order
+// says which fact matters most:
+//
+//  1. a limit was exceeded: the registry serves more than Signet reads;
+//  2. the registry could not be read (transient, denied): a valid
+//     signature may exist where Signet could not look;
+//  3. a signature by the key binds another digest (copied from another image);
+//  4. signatures exist but none verifies with the key;
+//  5. nothing was found (and whether the image itself exists).
+func (r *run) verdict(res policy.Result, s *session) policy.Result {
+	for _, err := range r.failures {
+		var le *oci.LimitError
+		if errors.As(err, &le) {
+			if le.What == budgetLimit {
+				return withCause(res, policy.ReasonLimitExceeded, fmt.Sprintf(
+					"more than %d signatures to examine and none of the first %d verifies (Signet's limit on signatures examined per image)", le.Limit, le.Limit))
+			}
+			what := "the registry"
+			var fe *fetchError
+			if errors.As(err, &fe) {
+				what = fe.what
+			}
+			return withCause(res, policy.ReasonLimitExceeded, "reading "+what+": "+le.Error())
+		}
+	}
+	if len(r.failures) > 0 {
+		return withCause(res, policy.ReasonRegistryUnavailable, failureCause(r.failures[0], s))
+	}
+	for _, reason := range []policy.Reason{policy.ReasonDigestMismatch, policy.ReasonInvalidSignature} {
+		for _, o := range r.outcomes {
+			if o.reason != reason {
+				continue
+			}
+			if len(r.outcomes) == 1 {
+				return withCause(res, reason, o.cause)
+			}
+			return withCause(res, reason, fmt.Sprintf("%d signatures found, none valid: %s", len(r.outcomes), o.cause))
+		}
+	}
+	if s.imageMissing() {
+		return withCause(res, policy.ReasonNoSignature, "image not found: the registry has no manifest "+s.digest.DigestStr())
+	}
+	return withCause(res, policy.ReasonNoSignature, "no signature found")
+}
+
+// failureCause words a registry failure (not a limit) for people.
+func failureCause(err error, s *session) string {
+	what, host := "the registry", s.digest.RegistryStr()
+	var fe *fetchError
+	if errors.As(err, &fe) {
+		what = fe.what
+	}
+	var me *malformedError
+	if errors.As(err, &me) {
+		return fmt.Sprintf("registry %s sent a malformed response reading %s: %s", host, what, clip(me.err.Error()))
+	}
+	switch oci.Classify(err) {
+	case oci.FailureDenied:
+		return fmt.Sprintf("registry %s denied access reading %s (HTTP %d): give Signet pull access to %s (on ECR: ecr:BatchGetImage and ecr:GetDownloadUrlForLayer for its role) or add an imagePullSecret",
+			host, what, statusCode(err), s.digest.Context().Name())
+	case oci.FailureTimeout:
+		return fmt.Sprintf("registry %s did not answer in time reading %s", host, what)
+	}
+	if code := statusCode(err); code != 0 {
+		return fmt.Sprintf("registry %s answered HTTP %d %s reading %s", host, code, http.StatusText(code), what)
+	}
+	var inner error = err
+	if fe != nil {
+		inner = fe.err
+	}
+	return fmt.Sprintf("registry %s unavailable reading %s: %s", host, what, clip(oci.Redact(inner)))
+}
+
+func statusCode(err error) int {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode
+	}
+	return 0
+}
+
+func clip(s string) string {
+	if len(s) > maxCauseDetail {
+		return s[:maxCauseDetail] + "…"
+	}
+	return s
+}
