@@ -13,7 +13,8 @@ import (
 type CacheOptions struct {
 	// PositiveTTL keeps a verified result (default 10 min).
 	PositiveTTL time.Duration
-	// NegativeTTL keeps every other result (default 30 s): transient
+	// NegativeTTL keeps every other result, and verified results that
+	// carry warnings (default 30 s): transient
 	// failures must be retried soon, and "not signed" may become signed
 	// minutes later when the pipeline catches up.
 	NegativeTTL time.Duration
@@ -175,8 +176,11 @@ func (c *VerdictCache) get(key cacheKey) (Result, bool) {
 }
 
 func (c *VerdictCache) put(key cacheKey, r Result) {
+	// Verified with warnings (e.g. revocation unchecked in BestEffort mode)
+	// is a degraded answer: keep it only as long as a failure, so the
+	// check is retried soon.
 	ttl := c.opts.NegativeTTL
-	if r.Verified() {
+	if r.Verified() && len(r.Warnings) == 0 {
 		ttl = c.opts.PositiveTTL
 	}
 	c.mu.Lock()

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ type countingVerifier struct {
 	calls  atomic.Int32
 	gate   chan struct{} // when set, Verify waits for it
 	reason Reason
+	warn   bool
 }
 
 func (v *countingVerifier) Verify(ctx context.Context, img Image) Result {
@@ -24,7 +26,11 @@ func (v *countingVerifier) Verify(ctx context.Context, img Image) Result {
 	if v.gate != nil {
 		<-v.gate
 	}
-	return Result{Image: img.Ref.String(), Authority: v.Describe(), Reason: v.reason}
+	r := Result{Image: img.Ref.String(), Authority: v.Describe(), Reason: v.reason}
+	if v.warn {
+		r.Warnings = []string{"revocation not checked"}
+	}
+	return r
 }
 func (v *countingVerifier) Identity() string { return "test:" + string(v.reason) }
 func (v *countingVerifier) Describe() string { return "test key" }
@@ -53,17 +59,19 @@ func (c *fakeClock) optsMax(n int) CacheOptions { o := c.opts(); o.MaxEntries = 
 func TestCacheTTLs(t *testing.T) {
 	for _, tt := range []struct {
 		reason Reason
+		warn   bool
 		ttl    time.Duration
 	}{
-		{ReasonVerified, 10 * time.Minute},
-		{ReasonNoSignature, 30 * time.Second},
-		{ReasonRegistryUnavailable, 30 * time.Second},
-		{ReasonInvalidSignature, 30 * time.Second},
+		{ReasonVerified, false, 10 * time.Minute},
+		{ReasonVerified, true, 30 * time.Second},
+		{ReasonNoSignature, false, 30 * time.Second},
+		{ReasonRegistryUnavailable, false, 30 * time.Second},
+		{ReasonInvalidSignature, false, 30 * time.Second},
 	} {
-		t.Run(string(tt.reason), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s warnings=%v", tt.reason, tt.warn), func(t *testing.T) {
 			clock := newClock()
 			c := NewVerdictCache(clock.opts())
-			v := &countingVerifier{reason: tt.reason}
+			v := &countingVerifier{reason: tt.reason, warn: tt.warn}
 			img := testImage(t, 1)
 			ctx := context.Background()
 			if r, o := c.Verify(ctx, v, img); r.Reason != tt.reason || o != OutcomeMiss {

@@ -1,0 +1,74 @@
+// Command signet answers, in a pipeline, the question the admission webhook
+// answers in the cluster: would these images be admitted under these
+// ClusterImagePolicies? It uses the same engine, verifiers and caches.
+//
+//	signet verify [--policy FILE]... [--output text|json] IMAGE...
+//	signet version
+//
+// Exit codes: 0 every image admitted, 1 any image denied, 2 usage or
+// configuration error.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitAdmitted = 0
+	exitDenied   = 1
+	exitUsage    = 2
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; the
+// module version from the build info is used otherwise.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `Usage:
+  signet verify [flags] IMAGE...   decide images as the admission webhook would
+  signet version                   print the version
+
+Run "signet verify --help" for the verify flags.
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "verify":
+		return runVerify(ctx, args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "signet %s\n", buildVersion())
+		return exitAdmitted
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitAdmitted
+	}
+	fmt.Fprintf(stderr, "signet: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

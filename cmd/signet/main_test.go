@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/signet-dev/signet/test/stack"
+)
+
+// cliFixture: the signet binary, a KMS key with an alias, and images in the
+// stack's registry, one signed with the real cosign CLI through the KMS
+// test server and one not.
+type cliFixture struct {
+	bin, policyFile  string
+	signed, unsigned string // tag references
+	signedDigest     string
+	env              []string
+	repo             string
+}
+
+func newCLIFixture(t *testing.T) *cliFixture {
+	t.Helper()
+	env := stack.Load(t)
+	root, _ := filepath.Abs("../..")
+	cosignBin := filepath.Join(root, "bin", "cosign")
+	if _, err := os.Stat(cosignBin); err != nil {
+		t.Fatalf("the cosign CLI is not built: run `make test-tools` (%v)", err)
+	}
+	f := &cliFixture{bin: filepath.Join(t.TempDir(), "signet"), env: os.Environ()}
+	if out, err := exec.Command("go", "build", "-o", f.bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := awskms.NewFromConfig(cfg)
+	key, err := kc.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := fmt.Sprintf("alias/signet-cli-%d", os.Getpid())
+	if _, err := kc.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	f.repo = fmt.Sprintf("%s/cli-%d", env.Registry, os.Getpid())
+	f.signed, f.signedDigest = push(t, f.repo+"/app:signed")
+	f.unsigned, _ = push(t, f.repo+"/app:unsigned")
+	sign := exec.Command(cosignBin, "sign", "--yes", "--tlog-upload=false", "--key", "awskms:///"+alias, f.repo+"/app@"+f.signedDigest)
+	if out, err := sign.CombinedOutput(); err != nil {
+		t.Fatalf("cosign sign: %v\n%s", err, out)
+	}
+	f.policyFile = filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, f.policyFile, fmt.Sprintf(`apiVersion: signet.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata:
+  name: cli-test
+spec:
+  images:
+  - glob: "%s/**"
+  authorities:
+  - name: ci-kms
+    key:
+      kms: awskms:///%s
+`, f.repo, alias))
+	return f
+}
+
+func push(t *testing.T, ref string) (string, string) {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return ref, d.String()
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *cliFixture) run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(f.bin, args...)
+	cmd.Env = f.env
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	f := newCLIFixture(t)
+	signedLine := fmt.Sprintf("ADMITTED: image %s@%s (args[0]) admitted by ClusterImagePolicy \"cli-test\" (authority \"ci-kms\")\n", f.signed, f.signedDigest)
+
+	t.Run("signed image: exit 0", func(t *testing.T) {
+		code, out, errOut := f.run(t, "", "verify", "--policy", f.policyFile, f.signed)
+		if code != 0 || out != signedLine {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+		}
+	})
+	t.Run("policy from stdin and flags after the image", func(t *testing.T) {
+		policy, _ := os.ReadFile(f.policyFile)
+		code, out, _ := f.run(t, string(policy), "verify", f.signed, "--policy", "-")
+		if code != 0 || out != signedLine {
+			t.Fatalf("exit %d: %s", code, out)
+		}
+	})
+	t.Run("policy directory", func(t *testing.T) {
+		code, out, _ := f.run(t, "", "verify", "--policy", filepath.Dir(f.policyFile), f.signed)
+		if code != 0 || out != signedLine {
+			t.Fatalf("exit %d: %s", code, out)
+		}
+	})
+	t.Run("unsigned image: exit 1", func(t *testing.T) {
+		code, out, _ := f.run(t, "", "verify", "--policy", f.policyFile, f.signed, f.unsigned)
+		if code != 1 || !strings.HasPrefix(out, signedLine) {
+			t.Fatalf("exit %d: %s", code, out)
+		}
+		second := strings.TrimPrefix(out, signedLine)
+		want := fmt.Sprintf(`DENIED: image %s@sha256:`, f.unsigned)
+		if !strings.HasPrefix(second, want) || !strings.Contains(second, `(args[1]) denied by ClusterImagePolicy "cli-test": no valid signature from authority "ci-kms" (awskms:///alias/`) ||
+			!strings.HasSuffix(second, "Sign this digest in your pipeline with one of the policy's authorities.\n") {
+			t.Fatalf("denial line: %s", second)
+		}
+	})
+	t.Run("json output", func(t *testing.T) {
+		code, out, _ := f.run(t, "", "verify", "--output", "json", "--policy", f.policyFile, f.signed, "nginx")
+		if code != 1 {
+			t.Fatalf("exit %d (nginx is governed by no policy: denied by default)", code)
+		}
+		var got jsonDecision
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if got.Allowed || len(got.Images) != 2 || got.Images[0].Verdict != "admitted" || got.Images[0].Digest != f.signedDigest ||
+			got.Images[0].Policies[0].AdmittedBy != "ci-kms" || got.Images[0].Policies[0].Authorities[0].Reason != "Verified" ||
+			got.Images[1].Verdict != "denied" || !got.Images[1].NoMatch {
+			t.Fatalf("json: %+v", got)
+		}
+	})
+	t.Run("no-match allow", func(t *testing.T) {
+		code, out, _ := f.run(t, "", "verify", "--no-match-policy=allow", "--policy", f.policyFile, "nginx")
+		want := "ADMITTED: image nginx (args[0]) is not governed by any ClusterImagePolicy. No ClusterImagePolicy governs this image and unmatched images are allowed: add a policy whose images cover it.\n"
+		if code != 0 || out != want {
+			t.Fatalf("exit %d: %q", code, out)
+		}
+	})
+	t.Run("invalid policy: exit 2 with the field path", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		writeFile(t, bad, "apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: bad}\nspec:\n  images: [{glob: \"x.example.com/**\"}]\n  authorities: [{name: a, key: {kms: alias/cosign}}]\n")
+		code, out, errOut := f.run(t, "", "verify", "--policy", bad, f.signed)
+		want := fmt.Sprintf("signet verify: %s: ClusterImagePolicy \"bad\" is invalid: spec.authorities[0].key.kms: Invalid value: \"alias/cosign\": kms must be an AWS KMS key URI: awskms:///KEY_ID, awskms:///alias/NAME or awskms:///arn:aws:kms:REGION:ACCOUNT:key/KEY_ID\n", bad)
+		if code != 2 || out != "" || errOut != want {
+			t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
+		}
+	})
+	t.Run("usage errors: exit 2", func(t *testing.T) {
+		code, _, errOut := f.run(t, "", "verify", "--output=yaml", f.signed)
+		want := "signet verify: no --policy given: name the ClusterImagePolicy files the cluster uses\n--output \"yaml\": must be text or json\n"
+		if code != 2 || errOut != want {
+			t.Fatalf("exit %d: %q", code, errOut)
+		}
+		if code, _, _ := f.run(t, ""); code != 2 {
+			t.Fatalf("no command: exit %d", code)
+		}
+	})
+	t.Run("unreachable registry: exit 1, transient", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "down.yaml")
+		writeFile(t, p, strings.Replace(mustRead(t, f.policyFile), f.repo+"/**", "127.0.0.1:1/**", 1))
+		code, out, _ := f.run(t, "", "verify", "--policy", p, "127.0.0.1:1/app:v1")
+		if code != 1 || !strings.HasPrefix(out, `DENIED: image 127.0.0.1:1/app:v1 (args[0]) denied: could not resolve tag "v1" to a digest: `) ||
+			!strings.HasSuffix(out, "This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.\n") {
+			t.Fatalf("exit %d: %s", code, out)
+		}
+	})
+	t.Run("version", func(t *testing.T) {
+		code, out, _ := f.run(t, "", "version")
+		if code != 0 || !strings.HasPrefix(out, "signet ") {
+			t.Fatalf("exit %d: %q", code, out)
+		}
+	})
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/signet-dev/signet/pkg/policy"
+)
+
+// write prints the decision: text is one line per image; json is the
+// same content as a document (see docs/cli.md for its fields).
+func write(w io.Writer, format string, d policy.Decision) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(toJSON(d))
+	}
+	for _, img := range d.Images {
+		if _, err := fmt.Fprintf(w, "%s: %s\n", strings.ToUpper(string(img.Verdict)), img.Message()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonDecision is the documented JSON output.
+type jsonDecision struct {
+	Allowed bool        `json:"allowed"`
+	Images  []jsonImage `json:"images"`
+}
+
+type jsonImage struct {
+	Image     string       `json:"image"`
+	Digest    string       `json:"digest,omitempty"`
+	Verdict   string       `json:"verdict"`
+	NoMatch   bool         `json:"noMatch,omitempty"`
+	Transient bool         `json:"transient,omitempty"`
+	Message   string       `json:"message"`
+	Policies  []jsonPolicy `json:"policies,omitempty"`
+}
+
+type jsonPolicy struct {
+	Name        string          `json:"name"`
+	Mode        string          `json:"mode"`
+	Satisfied   bool            `json:"satisfied"`
+	AdmittedBy  string          `json:"admittedBy,omitempty"`
+	NotReady    string          `json:"notReady,omitempty"`
+	Authorities []jsonAuthority `json:"authorities,omitempty"`
+}
+
+type jsonAuthority struct {
+	Name     string   `json:"name"`
+	Trusts   string   `json:"trusts"`
+	Reason   string   `json:"reason"`
+	Cause    string   `json:"cause,omitempty"`
+	Signer   string   `json:"signer,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func toJSON(d policy.Decision) jsonDecision {
+	out := jsonDecision{Allowed: d.Allowed(), Images: []jsonImage{}}
+	for _, img := range d.Images {
+		ji := jsonImage{
+			Image: img.Image, Digest: img.Digest, Verdict: string(img.Verdict), NoMatch: img.NoMatch,
+			Transient: img.TransientFailure(), Message: img.Message(),
+		}
+		for _, p := range img.Policies {
+			jp := jsonPolicy{Name: p.Policy, Mode: string(p.Mode), Satisfied: p.Satisfied, AdmittedBy: p.SatisfiedBy, NotReady: p.NotReady}
+			for _, a := range p.Authorities {
+				jp.Authorities = append(jp.Authorities, jsonAuthority{
+					Name: a.Name, Trusts: a.Describe, Reason: string(a.Result.Reason), Cause: a.Result.Cause,
+					Signer: a.Result.Signer, Warnings: a.Result.Warnings,
+				})
+			}
+			ji.Policies = append(ji.Policies, jp)
+		}
+		out.Images = append(out.Images, ji)
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+// Package verify builds the signature verifiers of every scheme from a
+// ClusterImagePolicy authority, over the process-wide pieces they share:
+// one registry client, one KMS key cache, one AWS Signer revocation cache.
+// The webhook and the CLI both build their Engine from it, so a pipeline
+// and the cluster verify with identical code and configuration.
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/signet-dev/signet/internal/awsclient"
+	"github.com/signet-dev/signet/internal/oci"
+	"github.com/signet-dev/signet/pkg/policy"
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
+	"github.com/signet-dev/signet/pkg/policy/verify/cosign"
+)
+
+// Config is what the process configures; AWS itself comes from the SDK's
+// default chain (IRSA, EKS Pod Identity, environment, AWS_ENDPOINT_URL_*).
+type Config struct {
+	// AWSSignerRoots is a PEM file replacing the embedded AWS Signer roots.
+	AWSSignerRoots string
+	// InsecureRegistries may be reached over plain HTTP (loopback always may).
+	InsecureRegistries []string
+	// KeyRefresh is how often KMS public keys are read again (default 10 min).
+	KeyRefresh time.Duration
+	// RevocationTTL keeps AWS Signer revocation answers (default 10 min).
+	RevocationTTL time.Duration
+	UserAgent     string
+}
+
+// Verifiers holds the shared pieces and builds verifiers from authorities.
+type Verifiers struct {
+	Registry    *oci.Client
+	KMSKeys     *cosign.KMSKeys
+	Revocations *awssigner.RevocationChecker
+	Roots       *awssigner.Roots
+}
+
+// New loads the AWS configuration and builds the shared pieces. It makes
+// no AWS call: keys are read when a policy names them.
+func New(ctx context.Context, cfg Config) (*Verifiers, error) {
+	awsCfg, err := awsclient.LoadConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	roots := awssigner.DefaultRoots()
+	if cfg.AWSSignerRoots != "" {
+		if roots, err = awssigner.LoadRoots(cfg.AWSSignerRoots); err != nil {
+			return nil, err
+		}
+	}
+	registry := oci.New(oci.Options{
+		Keychain:           awsclient.DefaultKeychain(awsclient.NewECRKeychain(awsCfg, awsclient.ECRKeychainOptions{})),
+		InsecureRegistries: cfg.InsecureRegistries,
+		UserAgent:          cfg.UserAgent,
+	})
+	signers := awsclient.NewSignerClients(awsCfg)
+	revocations, err := awssigner.NewRevocationChecker(awssigner.RevocationOptions{Clients: signers.ForRegion, TTL: cfg.RevocationTTL})
+	if err != nil {
+		return nil, err
+	}
+	return &Verifiers{
+		Registry:    registry,
+		KMSKeys:     cosign.NewKMSKeys(awsclient.NewKMSClients(awsCfg), cosign.KMSKeysOptions{RefreshInterval: cfg.KeyRefresh}),
+		Revocations: revocations,
+		Roots:       roots,
+	}, nil
+}
+
+// Start refreshes KMS keys in the background until ctx ends (the webhook
+// runs it; a one-shot CLI need not).
+func (v *Verifiers) Start(ctx context.Context) error { return v.KMSKeys.Start(ctx) }
+
+// Factory is the policy.VerifierFactory over these pieces.
+func (v *Verifiers) Factory() policy.VerifierFactory { return v.New }
+
+// New builds the verifier for one authority. A PEM key that does not parse
+// is the policy's fault (a field error); a KMS key that cannot be read is
+// unavailability (the policy is not Ready, with KMS's answer).
+func (v *Verifiers) New(ctx context.Context, a v1alpha1.Authority, secretData []byte) (policy.Verifier, error) {
+	switch {
+	case a.Signer != nil:
+		sv, err := awssigner.New(awssigner.Options{
+			Profiles:    a.Signer.Profiles,
+			Revocation:  awssigner.RevocationMode(a.Signer.Revocation),
+			Roots:       v.Roots,
+			Registry:    v.Registry,
+			Revocations: v.Revocations,
+		})
+		if err != nil {
+			return nil, &policy.InvalidAuthorityError{Field: "signer.profiles", Value: a.Signer.Profiles, Msg: err.Error()}
+		}
+		return sv, nil
+	case a.Key == nil:
+		return nil, &policy.InvalidAuthorityError{Field: "key", Msg: "set key or signer"}
+	case a.Key.KMS != "":
+		return cosign.NewKMS(ctx, v.KMSKeys, a.Key.KMS, cosign.Options{Registry: v.Registry})
+	case a.Key.Data != "":
+		cv, err := cosign.NewPEM("", []byte(a.Key.Data), cosign.Options{Registry: v.Registry})
+		if err != nil {
+			return nil, &policy.InvalidAuthorityError{Field: "key.data", Value: "(PEM)", Msg: err.Error()}
+		}
+		return cv, nil
+	case a.Key.SecretRef != nil:
+		ref := a.Key.SecretRef
+		where := fmt.Sprintf("secret %s/%s key %s", ref.Namespace, ref.Name, ref.Key)
+		cv, err := cosign.NewPEM(where, secretData, cosign.Options{Registry: v.Registry})
+		if err != nil {
+			return nil, &policy.InvalidAuthorityError{Field: "key.secretRef", Value: where, Msg: err.Error()}
+		}
+		return cv, nil
+	}
+	return nil, errors.New("authority has no key source")
+}
