@@ -6,6 +6,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -15,10 +16,15 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/signet-dev/signet/pkg/admission"
+	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+	"github.com/signet-dev/signet/pkg/policy/store"
+	"github.com/signet-dev/signet/pkg/policy/verify"
 )
 
 func main() {
@@ -65,15 +71,52 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	ctx := ctrl.SetupSignalHandler()
+	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, UserAgent: "signet-webhook"})
+	if err != nil {
+		return err
+	}
+	cache := policy.NewVerdictCache(policy.CacheOptions{})
+	policies := store.New(mgr.GetClient(), mgr.GetAPIReader(), verifiers.Factory(), cache)
+	if err := policies.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(verifiers.Start)); err != nil {
+		return err
+	}
+	admission.Register(mgr.GetWebhookServer(), scheme, &admission.Judge{
+		Engine: &policy.Engine{
+			Cache:    cache,
+			Resolver: verifiers.Registry,
+			NoMatch:  policy.NoMatchPolicy(opts.NoMatchPolicy),
+		},
+		Policies:      func() []*policy.Policy { return policies.Snapshot().Policies },
+		Namespaces:    mgr.GetClient(),
+		Exempt:        toSet(opts.ExemptNamespaces),
+		VerifyTimeout: opts.verifyTimeout(),
+	})
+
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready only once the webhook server answers TLS.
+	// Ready only once the webhook server answers TLS and every policy is
+	// compiled: a new replica never admits against an empty policy set.
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
+	if err := mgr.AddReadyzCheck("policies", func(req *http.Request) error { return policies.Synced(req.Context()) }); err != nil {
+		return err
+	}
 	log.Info("starting", "webhookPort", opts.WebhookPort, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
+}
+
+func toSet(list []string) map[string]bool {
+	set := map[string]bool{}
+	for _, s := range list {
+		set[s] = true
+	}
+	return set
 }
 
 // restConfig honours --kubeconfig, then the usual in-cluster / $KUBECONFIG chain.

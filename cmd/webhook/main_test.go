@@ -27,6 +27,7 @@ import (
 // --cert-dir, expose metrics, and stop cleanly on SIGTERM.
 func TestWebhookServesAgainstTheStack(t *testing.T) {
 	env := stack.Load(t)
+	env.InstallCRD(t) // the manager watches ClusterImagePolicies
 	bin := filepath.Join(t.TempDir(), "webhook")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

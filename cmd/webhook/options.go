@@ -42,6 +42,24 @@ type Options struct {
 	// from the API server's webhook timeout minus a margin, so Signet
 	// answers with its own message before the API server gives up.
 	VerifyTimeout time.Duration
+	// WebhookTimeout is the timeoutSeconds of the webhook configurations;
+	// VerifyTimeout's default is derived from it.
+	WebhookTimeout time.Duration
+}
+
+// verifyMargin is kept for decoding, the response and the network, so the
+// API server receives Signet's answer, not its own timeout.
+const verifyMargin = 2 * time.Second
+
+// verifyTimeout is --verify-timeout, or --webhook-timeout minus the margin.
+func (o *Options) verifyTimeout() time.Duration {
+	if o.VerifyTimeout > 0 {
+		return o.VerifyTimeout
+	}
+	if d := o.WebhookTimeout - verifyMargin; d > time.Second {
+		return d
+	}
+	return time.Second
 }
 
 // DefaultExemptNamespaces are the system namespaces no policy should be
@@ -61,6 +79,7 @@ func NewOptions() *Options {
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
 		NoMatchPolicy:          NoMatchWarn,
+		WebhookTimeout:         10 * time.Second,
 		ExemptNamespaces:       exempt,
 	}
 }
@@ -81,7 +100,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&o.AWSSignerRoots, "aws-signer-roots", o.AWSSignerRoots, "PEM file whose certificates replace the embedded AWS Signer root certificates.")
-	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "Time one admission may spend verifying; 0 derives it from the API server's webhook timeout minus a margin.")
+	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "Time one admission may spend verifying; 0 derives it from --webhook-timeout minus 2s.")
+	fs.DurationVar(&o.WebhookTimeout, "webhook-timeout", o.WebhookTimeout, "The timeoutSeconds of Signet's webhook configurations (the API server's limit).")
 }
 
 // Validate reports every invalid option at once.
@@ -107,6 +127,9 @@ func (o *Options) Validate() error {
 		if _, err := os.Stat(o.AWSSignerRoots); err != nil {
 			errs = append(errs, fmt.Errorf("--aws-signer-roots: %w", err))
 		}
+	}
+	if o.WebhookTimeout < time.Second || o.WebhookTimeout > 30*time.Second {
+		errs = append(errs, fmt.Errorf("--webhook-timeout %s: must be between 1s and 30s, as the API server allows", o.WebhookTimeout))
 	}
 	if o.VerifyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--verify-timeout %s: must not be negative", o.VerifyTimeout))

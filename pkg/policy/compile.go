@@ -65,8 +65,10 @@ type SecretReader func(ctx context.Context, namespace, name, key string) ([]byte
 
 // Compile turns a ClusterImagePolicy into a Policy. Field errors report
 // what the CRD's own validation cannot check (glob syntax, PEM that does
-// not parse, selectors); a policy with field errors is not usable. An
-// authority that is only unavailable yields a Policy whose NotReady says why.
+// not parse, selectors, missing Secrets). The Policy is returned even then,
+// with NotReady set: it governs the images its valid globs match and denies
+// them, so a broken policy fails closed. An authority that is only
+// unavailable (a KMS key that cannot be read) also sets NotReady.
 func Compile(ctx context.Context, cip *v1alpha1.ClusterImagePolicy, newVerifier VerifierFactory, readSecret SecretReader) (*Policy, field.ErrorList) {
 	spec := field.NewPath("spec")
 	p := &Policy{Name: cip.Name, Generation: cip.Generation, Mode: cip.Spec.Mode}
@@ -128,7 +130,8 @@ func Compile(ctx context.Context, cip *v1alpha1.ClusterImagePolicy, newVerifier 
 		p.Authorities = append(p.Authorities, Authority{Name: a.Name, Verifier: v})
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		p.NotReady = errs.ToAggregate()
+		return p, errs
 	}
 	p.NotReady = errors.Join(unavailable...)
 	return p, nil

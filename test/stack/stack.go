@@ -9,15 +9,25 @@ package stack
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/signet-dev/signet/config"
 )
 
 // Env is what .stack/env describes. Every field is set when Load returns.
@@ -142,4 +152,46 @@ func readEnvFile(path string) (map[string]string, error) {
 		vars[k] = strings.Trim(v, `'"`)
 	}
 	return vars, s.Err()
+}
+
+// InstallCRD applies the generated ClusterImagePolicy CRD (server-side, so
+// it is idempotent across tests) and waits until the API serves it.
+func (e *Env) InstallCRD(t testing.TB) {
+	t.Helper()
+	cfg := e.RESTConfig(t)
+	cs, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.UnmarshalStrict(config.CRD, crd); err != nil {
+		t.Fatal(err)
+	}
+	crd.APIVersion, crd.Kind = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
+	body, err := json.Marshal(crd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	force := true
+	if _, err := cs.ApiextensionsV1().CustomResourceDefinitions().Patch(ctx, crd.Name, types.ApplyPatchType, body,
+		metav1.PatchOptions{FieldManager: "signet-tests", Force: &force}); err != nil {
+		t.Fatalf("installing the CRD: %v", err)
+	}
+	for {
+		got, err := cs.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+		if err == nil {
+			for _, c := range got.Status.Conditions {
+				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the CRD was not established within 60s (last error: %v)", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -1,0 +1,362 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/signet-dev/signet/pkg/admission"
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+	"github.com/signet-dev/signet/test/stack"
+)
+
+// judgedLabel marks the namespaces this suite's webhook configuration
+// applies to, so other tests sharing the stack are never judged.
+const judgedLabel = "signet-e2e"
+
+// harness is the running webhook, registered with the stack's API server,
+// plus what the tests sign and push.
+type harness struct {
+	env     *stack.Env
+	cs      kubernetes.Interface
+	c       client.Client
+	root    string
+	repo    string // registry/repository prefix owned by this run
+	alias   string // KMS alias of the signing key
+	exempt  string // a judged-looking namespace listed in --exempt-namespaces
+	webhook *exec.Cmd
+}
+
+var (
+	harnessOnce sync.Once
+	shared      *harness
+	harnessErr  error
+)
+
+// setup starts one webhook for the package (the API server calls it over
+// TLS at 127.0.0.1) and tears nothing down between tests: each test makes
+// its own namespace and policy names.
+func setup(t *testing.T) *harness {
+	t.Helper()
+	harnessOnce.Do(func() { shared, harnessErr = start(t) })
+	if harnessErr != nil {
+		t.Fatal(harnessErr)
+	}
+	return shared
+}
+
+func start(t *testing.T) (*harness, error) {
+	env := stack.Load(t)
+	env.InstallCRD(t)
+	h := &harness{env: env, exempt: fmt.Sprintf("e2e-exempt-%d", os.Getpid())}
+	var err error
+	if h.root, err = filepath.Abs("../.."); err != nil {
+		return nil, err
+	}
+	cfg := env.RESTConfig(t)
+	if h.cs, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	if h.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+
+	// The webhook binary, with a serving certificate for 127.0.0.1.
+	dir, err := os.MkdirTemp("", "signet-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "webhook")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	caPEM, err := servingCert(dir)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(env.Dir, "logs", "e2e-webhook.log"))
+	if err != nil {
+		return nil, err
+	}
+	h.webhook = exec.Command(bin,
+		"--kubeconfig="+env.Kubeconfig, "--cert-dir="+dir,
+		fmt.Sprintf("--webhook-port=%d", ports[0]),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		"--no-match-policy=allow",
+		"--exempt-namespaces=kube-system,"+h.exempt,
+		"--webhook-timeout=10s",
+	)
+	h.webhook.Stdout, h.webhook.Stderr = log, log
+	if err := h.webhook.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+		return nil, fmt.Errorf("webhook not ready: %v (log: %s)", err, log.Name())
+	}
+	if err := h.register(t, ports[0], caPEM); err != nil {
+		return nil, err
+	}
+
+	// A KMS key with an alias, and the repository this run pushes to.
+	h.alias = fmt.Sprintf("alias/signet-e2e-%d", os.Getpid())
+	awsCfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	kc := awskms.NewFromConfig(awsCfg)
+	key, err := kc.CreateKey(context.Background(), &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kc.CreateAlias(context.Background(), &awskms.CreateAliasInput{AliasName: aws.String(h.alias), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+		return nil, err
+	}
+	h.repo = fmt.Sprintf("%s/e2e-%d", env.Registry, os.Getpid())
+	return h, nil
+}
+
+// register points the API server at the webhook for Pods (and their
+// ephemeral containers) and every workload kind, in judged namespaces only.
+func (h *harness) register(t *testing.T, port int, caPEM []byte) error {
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	timeout := int32(10)
+	rule := func(group, version string, resources ...string) []admissionregistrationv1.RuleWithOperations {
+		return []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{version}, Resources: resources},
+		}}
+	}
+	hook := func(name, path string, rules []admissionregistrationv1.RuleWithOperations) admissionregistrationv1.ValidatingWebhook {
+		url := fmt.Sprintf("https://127.0.0.1:%d%s", port, path)
+		return admissionregistrationv1.ValidatingWebhook{
+			Name: name, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
+			Rules: rules, FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{judgedLabel: "true"}},
+		}
+	}
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%d", os.Getpid())},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{
+			hook("pods.signet.dev", admission.PathPods, rule("", "v1", "pods", "pods/ephemeralcontainers")),
+			hook("deployments.signet.dev", admission.PathDeployments, rule("apps", "v1", "deployments")),
+			hook("replicasets.signet.dev", admission.PathReplicaSets, rule("apps", "v1", "replicasets")),
+			hook("statefulsets.signet.dev", admission.PathStatefulSets, rule("apps", "v1", "statefulsets")),
+			hook("daemonsets.signet.dev", admission.PathDaemonSets, rule("apps", "v1", "daemonsets")),
+			hook("jobs.signet.dev", admission.PathJobs, rule("batch", "v1", "jobs")),
+			hook("cronjobs.signet.dev", admission.PathCronJobs, rule("batch", "v1", "cronjobs")),
+			hook("replicationcontrollers.signet.dev", admission.PathReplicationControllers, rule("", "v1", "replicationcontrollers")),
+		},
+	}
+	_, err := h.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{})
+	return err
+}
+
+// namespace makes a judged namespace with extra labels, removed after the test.
+func (h *harness) namespace(t *testing.T, name string, labels map[string]string) string {
+	t.Helper()
+	l := map[string]string{judgedLabel: "true"}
+	for k, v := range labels {
+		l[k] = v
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+	if name == "" {
+		ns.GenerateName = "e2e-"
+	}
+	got, err := h.cs.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.cs.CoreV1().Namespaces().Delete(context.Background(), got.Name, metav1.DeleteOptions{}) })
+	return got.Name
+}
+
+// push writes a random image under this run's repository and returns its
+// tag reference and digest.
+func (h *harness) push(t *testing.T, repoTag string) (string, string) {
+	t.Helper()
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := h.repo + "/" + repoTag
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return ref, d.String()
+}
+
+// sign signs ref@digest with the real cosign CLI through the KMS test server.
+func (h *harness) sign(t *testing.T, ref, digest string) {
+	t.Helper()
+	repo := ref[:strings.LastIndex(ref, ":")]
+	cmd := exec.Command(filepath.Join(h.root, "bin", "cosign"), "sign", "--yes", "--tlog-upload=false", "--key", "awskms:///"+h.alias, repo+"@"+digest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cosign sign (run `make test-tools` if it is missing): %v\n%s", err, out)
+	}
+}
+
+// policy applies a ClusterImagePolicy and waits until the webhook's store
+// reports it compiled at this generation.
+func (h *harness) policy(t *testing.T, p *v1alpha1.ClusterImagePolicy, wantReady metav1.ConditionStatus) {
+	t.Helper()
+	ctx := context.Background()
+	if err := h.c.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.c.Delete(context.Background(), p) })
+	h.waitPolicy(t, p.Name, wantReady)
+}
+
+func (h *harness) waitPolicy(t *testing.T, name string, want metav1.ConditionStatus) *v1alpha1.ClusterImagePolicy {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := &v1alpha1.ClusterImagePolicy{}
+		if err := h.c.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == v1alpha1.ConditionReady && c.ObservedGeneration == got.Generation && c.Status == want {
+				return got
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("policy %s: Ready did not become %s: %+v", name, want, got.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (h *harness) kmsPolicy(name, glob, alias string, mode v1alpha1.PolicyMode) *v1alpha1.ClusterImagePolicy {
+	return &v1alpha1.ClusterImagePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.ClusterImagePolicySpec{
+			Mode:        mode,
+			Images:      []v1alpha1.ImageGlob{{Glob: glob}},
+			Authorities: []v1alpha1.Authority{{Name: "ci-kms", Key: &v1alpha1.KeyAuthority{KMS: "awskms:///" + alias}}},
+		},
+	}
+}
+
+func servingCert(dir string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "signet-e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return certPEM, os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func waitReady(url string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			var b bytes.Buffer
+			b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, b.String())
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	return last
+}
+
+type warningCollector func(string)
+
+func (w warningCollector) HandleWarningHeader(code int, agent string, text string) {
+	if code == 299 {
+		w(text)
+	}
+}
+
+func mustClientset(t *testing.T, cfg *rest.Config) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}

@@ -1,0 +1,22 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestMain stops the shared webhook and removes its configuration, so the
+// stack is left as the suite found it.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), fmt.Sprintf("signet-e2e-%d", os.Getpid()), metav1.DeleteOptions{})
+		_ = shared.webhook.Process.Kill()
+		_, _ = shared.webhook.Process.Wait()
+	}
+	os.Exit(code)
+}
