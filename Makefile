@@ -39,9 +39,11 @@ build: ## Build the webhook binary into ./bin.
 	CGO_ENABLED=0 go build -o $(BIN)/webhook ./cmd/webhook
 
 .PHONY: generate
-generate: tools ## Regenerate deepcopy code and the CRD from the API types.
+generate: tools ## Regenerate deepcopy code, the CRD, RBAC and webhook manifests from the code's markers.
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/policy/api/...
 	$(BIN)/controller-gen crd paths=./pkg/policy/api/... output:crd:artifacts:config=config/crd/bases
+	$(BIN)/controller-gen rbac:roleName=signet-webhook webhook paths=./pkg/... \
+	  output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt
 fmt: ## gofmt every Go file.

@@ -17,10 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/signet-dev/signet/pkg/admission"
+	admissionmetrics "github.com/signet-dev/signet/pkg/admission/metrics"
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 	"github.com/signet-dev/signet/pkg/policy/store"
@@ -72,11 +74,21 @@ func run(args []string) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, UserAgent: "signet-webhook"})
+	// Signet's metrics sit on controller-runtime's registry, beside its
+	// webhook latency metrics, on --metrics-bind-address.
+	metrics, err := admissionmetrics.New(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, UserAgent: "signet-webhook",
+		ObserveRegistry: metrics.ObserveRegistry, ObserveAWS: metrics.ObserveAWS})
 	if err != nil {
 		return err
 	}
 	cache := policy.NewVerdictCache(policy.CacheOptions{})
+	if err := metrics.Collect(cache, verifiers.Revocations); err != nil {
+		return err
+	}
 	policies := store.New(mgr.GetClient(), mgr.GetAPIReader(), verifiers.Factory(), cache)
 	if err := policies.SetupWithManager(mgr); err != nil {
 		return err
@@ -84,16 +96,24 @@ func run(args []string) error {
 	if err := mgr.Add(manager.RunnableFunc(verifiers.Start)); err != nil {
 		return err
 	}
-	admission.Register(mgr.GetWebhookServer(), scheme, &admission.Judge{
+	judge := &admission.Judge{
 		Engine: &policy.Engine{
 			Cache:    cache,
 			Resolver: verifiers.Registry,
 			NoMatch:  policy.NoMatchPolicy(opts.NoMatchPolicy),
+			Observer: metrics,
 		},
 		Policies:      func() []*policy.Policy { return policies.Snapshot().Policies },
 		Namespaces:    mgr.GetClient(),
 		Exempt:        toSet(opts.ExemptNamespaces),
 		VerifyTimeout: opts.verifyTimeout(),
+		PullSecrets:   mgr.GetAPIReader(),
+		Recorder:      metrics,
+	}
+	registerWebhooks(mgr.GetWebhookServer(), scheme, opts, judge, admission.PolicyValidator{
+		NewVerifier: verifiers.Factory(),
+		ReadSecret:  store.SecretReader(mgr.GetAPIReader()),
+		Timeout:     opts.verifyTimeout(),
 	})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -107,8 +127,21 @@ func run(args []string) error {
 	if err := mgr.AddReadyzCheck("policies", func(req *http.Request) error { return policies.Synced(req.Context()) }); err != nil {
 		return err
 	}
-	log.Info("starting", "webhookPort", opts.WebhookPort, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces)
+	log.Info("starting", "webhookPort", opts.WebhookPort, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
 	return mgr.Start(ctx)
+}
+
+// registerWebhooks serves the admission endpoints: the validators, the
+// ClusterImagePolicy validator and the pinning webhook, which with
+// --digest-pinning=false admits everything unchanged.
+func registerWebhooks(srv webhook.Server, scheme *runtime.Scheme, opts *Options, j *admission.Judge, pv admission.PolicyValidator) {
+	admission.Register(srv, scheme, j)
+	admission.RegisterPolicyValidator(srv, scheme, pv)
+	pin := j
+	if !opts.DigestPinning {
+		pin = nil
+	}
+	admission.RegisterPinning(srv, scheme, pin)
 }
 
 func toSet(list []string) map[string]bool {

@@ -1,24 +1,30 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/signet-dev/signet/pkg/admission"
 	"github.com/signet-dev/signet/test/stack"
 )
 
@@ -42,7 +48,8 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
 	)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, logs)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +57,51 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 
 	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), http.DefaultClient)
 	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", ports[2]), http.DefaultClient)
-	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1]), http.DefaultClient)
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
+	waitOK(t, metricsURL, http.DefaultClient)
+	// Before any admission only the collectors that read counters have
+	// samples (labelled vectors appear with their first observation).
+	assertMetrics(t, metricsURL,
+		"controller_runtime_webhook_requests_total",
+		`signet_verdict_cache_lookups_total{result="hit"} 0`,
+		"signet_verdict_cache_entries 0",
+		"signet_revocation_lookups_total 0",
+		"signet_revocation_best_effort_admitted_total 0",
+	)
 
 	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]), &tls.Config{RootCAs: caPool, ServerName: "127.0.0.1"})
 	if err != nil {
 		t.Fatalf("webhook port does not serve the certificate from --cert-dir: %v", err)
 	}
 	conn.Close()
+
+	// One review as the API server sends it: the decision is counted on
+	// the metrics endpoint and logged with the request's UID.
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"main-test-0001",
+		"kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},
+		"namespace":"default","name":"probe","operation":"CREATE","userInfo":{"username":"main-test"},
+		"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe","namespace":"default"},
+		"spec":{"containers":[{"name":"app","image":"registry.invalid/signet-main-test@sha256:` + strings.Repeat("0", 64) + `"}]}}}}`
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
+	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.PathPods), "application/json", strings.NewReader(review))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		Response struct{ UID string } `json:"response"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil || answer.Response.UID != "main-test-0001" {
+		t.Fatalf("review answer %+v, %v", answer, err)
+	}
+	assertMetrics(t, metricsURL,
+		`controller_runtime_webhook_requests_total{code="200",webhook="/validate/pods"} 1`,
+		"signet_admission_decisions_total{",
+	)
+	if !strings.Contains(logs.String(), `"requestID":"main-test-0001"`) {
+		t.Errorf("no log line carries the request UID main-test-0001")
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -79,6 +124,43 @@ func TestWebhookRejectsBadFlagsBeforeStarting(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("run = %v, want %q", err, want)
 	}
+}
+
+// assertMetrics: the endpoint serves a line starting with each of want.
+func assertMetrics(t *testing.T, url string, want ...string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range want {
+		if !strings.Contains(string(body), "\n"+line) {
+			t.Errorf("%s does not serve %s", url, line)
+		}
+	}
+}
+
+// lockedBuffer collects the process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func writeServingCert(t *testing.T, dir string) *x509.CertPool {

@@ -45,6 +45,10 @@ type Options struct {
 	// WebhookTimeout is the timeoutSeconds of the webhook configurations;
 	// VerifyTimeout's default is derived from it.
 	WebhookTimeout time.Duration
+	// DigestPinning serves the mutating webhook that rewrites images
+	// verified by tag to repo:tag@digest, so the kubelet pulls exactly what
+	// was verified. On by default.
+	DigestPinning bool
 }
 
 // verifyMargin is kept for decoding, the response and the network, so the
@@ -81,6 +85,7 @@ func NewOptions() *Options {
 		NoMatchPolicy:          NoMatchWarn,
 		WebhookTimeout:         10 * time.Second,
 		ExemptNamespaces:       exempt,
+		DigestPinning:          true,
 	}
 }
 
@@ -101,6 +106,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.AWSSignerRoots, "aws-signer-roots", o.AWSSignerRoots, "PEM file whose certificates replace the embedded AWS Signer root certificates.")
 	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "Time one admission may spend verifying; 0 derives it from --webhook-timeout minus 2s.")
+	fs.BoolVar(&o.DigestPinning, "digest-pinning", o.DigestPinning, "Serve the mutating webhook that pins images verified by tag to repo:tag@digest; false leaves images as written.")
 	fs.DurationVar(&o.WebhookTimeout, "webhook-timeout", o.WebhookTimeout, "The timeoutSeconds of Signet's webhook configurations (the API server's limit).")
 }
 

@@ -22,7 +22,7 @@ func TestOptionsDefaults(t *testing.T) {
 			t.Fatalf("ExemptNamespaces = %v, want %v", o.ExemptNamespaces, want)
 		}
 	}
-	if o.WebhookPort != 9443 || o.NoMatchPolicy != NoMatchWarn || o.VerifyTimeout != 0 {
+	if o.WebhookPort != 9443 || o.NoMatchPolicy != NoMatchWarn || o.VerifyTimeout != 0 || !o.DigestPinning {
 		t.Fatalf("unexpected defaults: %+v", o)
 	}
 }
@@ -47,6 +47,15 @@ func TestOptionsFlags(t *testing.T) {
 				}
 				if got := o.ExemptNamespaces; len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {
 					t.Fatalf("ExemptNamespaces = %q", got)
+				}
+			},
+		},
+		{
+			name: "digest pinning off",
+			args: []string{"--digest-pinning=false"},
+			check: func(t *testing.T, o *Options) {
+				if o.DigestPinning {
+					t.Fatal("--digest-pinning=false did not turn pinning off")
 				}
 			},
 		},

@@ -32,6 +32,11 @@ var rules = []rule{
 		why:       "the policy domain runs without a cluster or AWS",
 	},
 	{
+		pkg: module + "/pkg/policy", transitive: true,
+		forbidden: []string{"github.com/prometheus/"},
+		why:       "the engine reports through policy.Observer; pkg/admission/metrics owns Prometheus",
+	},
+	{
 		pkg: module + "/pkg/policy/verify/", transitive: false,
 		forbidden: []string{"sigs.k8s.io/controller-runtime", module + "/pkg/admission", module + "/pkg/policy/store"},
 		why:       "verifiers know signatures, not Kubernetes requests",
@@ -45,6 +50,16 @@ var rules = []rule{
 		pkg: module + "/internal/", transitive: false,
 		forbidden: []string{module + "/pkg/admission", module + "/cmd/"},
 		why:       "shared plumbing sits below the packages that use it",
+	},
+	{
+		pkg: module + "/internal/", transitive: false,
+		forbidden: []string{"github.com/prometheus/", "sigs.k8s.io/controller-runtime"},
+		why:       "the registry and AWS layers report through plain hooks (oci.Options.Observe, awsclient.WithObserver)",
+	},
+	{
+		pkg: module + "/pkg/policy/verify/", transitive: false,
+		forbidden: []string{"github.com/prometheus/"},
+		why:       "verifiers keep plain counters; pkg/admission/metrics exports them",
 	},
 }
 

@@ -59,6 +59,11 @@ type Options struct {
 	Transport http.RoundTripper
 	// UserAgent is sent with every request.
 	UserAgent string
+	// Observe, when set, is told about every request sent to a registry
+	// (metrics): the host (host:port), the HTTP status (0 when no response
+	// came: err says why) and how long the response took to start. It must
+	// be fast and safe for concurrent use.
+	Observe func(host string, status int, err error, took time.Duration)
 }
 
 // Client is shared by every verifier and request: one transport, so
@@ -98,7 +103,7 @@ func New(opts Options) *Client {
 	for _, h := range opts.InsecureRegistries {
 		c.insecure[strings.ToLower(h)] = true
 	}
-	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP}
+	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP, observe: opts.Observe}
 	return c
 }
 

@@ -2,7 +2,6 @@ package oci
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,7 +22,21 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference, requestKeychai
 	}
 	desc, err := remote.Head(ref, c.RemoteOptions(ctx, requestKeychain)...)
 	if err != nil {
-		return name.Digest{}, fmt.Errorf("%s", Redact(err))
+		return name.Digest{}, &ResolveError{Failure: Classify(err), msg: Redact(err)}
 	}
 	return ref.Context().Digest(desc.Digest.String()), nil
+}
+
+// ResolveError is a failed tag resolution; Transient tells a registry that
+// could not answer from one that said no (not found, access denied).
+type ResolveError struct {
+	Failure Failure
+	msg     string
+}
+
+func (e *ResolveError) Error() string { return e.msg }
+
+// Transient reports whether retrying may help.
+func (e *ResolveError) Transient() bool {
+	return e.Failure == FailureTimeout || e.Failure == FailureUnavailable
 }

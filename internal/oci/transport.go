@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // limitedTransport enforces Limits on every registry response, below any
@@ -18,6 +19,8 @@ type limitedTransport struct {
 	// transport refuses that, so credentials and signatures never cross
 	// the network in the clear unless the operator said so.
 	plainHTTP func(host string) bool
+	// observe is Options.Observe; nil observes nothing.
+	observe func(host string, status int, err error, took time.Duration)
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -33,7 +36,15 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if hops > t.limits.MaxRedirects {
 		return nil, &LimitError{What: "redirects", Limit: int64(t.limits.MaxRedirects), URL: redact(req)}
 	}
+	begin := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	if t.observe != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.observe(req.URL.Host, status, err, time.Since(begin))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,10 @@ const (
 // result for this caller while the shared work finishes and fills the
 // cache for the next try.
 func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Result, Outcome) {
-	key := cacheKey{digest: img.Ref.String(), identity: v.Identity()}
+	// The key is the repository and digest, not the reference as written:
+	// "app:v1@sha256:…" (a pinned Pod) and "app@sha256:…" (its resolved
+	// tag) are one verification.
+	key := cacheKey{digest: Repository(img.Ref) + "@" + img.Ref.DigestStr(), identity: v.Identity()}
 	if r, ok := c.get(key); ok {
 		return r, OutcomeHit
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,5 +186,30 @@ func TestCacheCallerDeadlineDoesNotCancelSharedWork(t *testing.T) {
 	}
 	if r, o := c.Verify(context.Background(), v, img); o != OutcomeHit || !r.Verified() {
 		t.Fatalf("retry = %s %s, want a verified hit", r.Reason, o)
+	}
+}
+
+// TestCacheKeyIgnoresTheTagOfAPinnedReference: the pinning webhook
+// verifies the resolved "repo@digest"; the validating webhook then sees
+// "repo:tag@digest". Both are one cache entry, so one verification.
+func TestCacheKeyIgnoresTheTagOfAPinnedReference(t *testing.T) {
+	c := NewVerdictCache(CacheOptions{})
+	v := &countingVerifier{reason: ReasonVerified}
+	ctx := context.Background()
+	hex := "sha256:" + strings.Repeat("ab", 32)
+	for _, ref := range []string{"nginx@" + hex, "nginx:1.27@" + hex, "docker.io/library/nginx:1.27@" + hex, "index.docker.io/library/nginx@" + hex} {
+		d, err := name.NewDigest(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Verify(ctx, v, Image{Ref: d})
+	}
+	if got := v.calls.Load(); got != 1 {
+		t.Fatalf("verified %d times, want 1", got)
+	}
+	other, _ := name.NewDigest("127.0.0.1:5000/nginx@" + hex)
+	c.Verify(ctx, v, Image{Ref: other})
+	if got := v.calls.Load(); got != 2 {
+		t.Fatalf("another repository with the same digest: verified %d times in all, want 2", got)
 	}
 }

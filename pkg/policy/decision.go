@@ -89,14 +89,15 @@ type AuthorityResult struct {
 
 // Hints: what a user can do about a denial.
 const (
-	hintSign      = "Sign this digest in your pipeline with one of the policy's authorities."
-	hintTransient = "This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS."
-	hintNotReady  = "Fix the policy (kubectl describe clusterimagepolicy %s) or the key it names."
-	hintNoMatch   = "No ClusterImagePolicy governs this image and unmatched images are %s: add a policy whose images cover it."
-	hintRevoked   = "The signature was revoked: deploy an image signed by a signing job that was not revoked."
-	hintExpired   = "The signature or its certificate expired: sign the image again."
-	hintLimit     = "The registry served more than Signet reads for one image: check the image's signatures."
-	hintBadRef    = "Fix the image reference."
+	hintSign       = "Sign this digest in your pipeline with one of the policy's authorities."
+	hintTransient  = "This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS."
+	hintNotReady   = "Fix the policy (kubectl describe clusterimagepolicy %s) or the key it names."
+	hintNoMatch    = "No ClusterImagePolicy governs this image and unmatched images are %s: add a policy whose images cover it."
+	hintRevoked    = "The signature was revoked: deploy an image signed by a signing job that was not revoked."
+	hintExpired    = "The signature or its certificate expired: sign the image again."
+	hintLimit      = "The registry served more than Signet reads for one image: check the image's signatures."
+	hintBadRef     = "Fix the image reference."
+	hintUnreadable = "Check that the image exists and that the Pod's imagePullSecrets (or Signet's own registry credentials) can read it."
 )
 
 // Message is the one line a user reads about the image: which image (and

@@ -2,8 +2,10 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -37,6 +39,8 @@ type Engine struct {
 	// ParseOptions apply when parsing image references (e.g. insecure
 	// registries for the CLI).
 	ParseOptions []name.Option
+	// Observer, when set, is told about every verification (metrics).
+	Observer Observer
 }
 
 // ImageRef is one image of the object being judged.
@@ -124,10 +128,14 @@ func (e *Engine) evaluateImage(ctx context.Context, policies []*Policy, ref stri
 		for _, p := range governing {
 			failed = append(failed, PolicyResult{Policy: p.Name, Mode: p.Mode})
 		}
+		id.Policies = failed // governing, none satisfied: reported and counted per policy
 		id.Verdict = verdictOf(failed)
 		id.Cause = err.Error()
-		id.Transient = true
-		id.Hint = hintTransient
+		id.Transient, id.Hint = true, hintTransient
+		var t interface{ Transient() bool }
+		if errors.As(err, &t) && !t.Transient() {
+			id.Transient, id.Hint = false, hintUnreadable
+		}
 		return id
 	}
 	id.Digest = digest.DigestStr()
@@ -169,7 +177,10 @@ func (e *Engine) resolve(ctx context.Context, ref name.Reference, kc authn.Keych
 	}
 	d, err := e.Resolver.Resolve(ctx, ref, kc)
 	if err != nil {
-		return name.Digest{}, fmt.Errorf("could not resolve tag %q to a digest: %v", ref.Identifier(), err)
+		if ctx.Err() != nil {
+			return name.Digest{}, fmt.Errorf("verification did not finish in time: the registry did not resolve tag %q", ref.Identifier())
+		}
+		return name.Digest{}, fmt.Errorf("could not resolve tag %q to a digest: %w", ref.Identifier(), err)
 	}
 	return d, nil
 }
@@ -183,7 +194,11 @@ func (e *Engine) evaluatePolicy(ctx context.Context, p *Policy, img Image) Polic
 		return pr
 	}
 	for _, a := range p.Authorities {
+		begin := time.Now()
 		r, outcome := e.Cache.Verify(ctx, a.Verifier, img)
+		if e.Observer != nil {
+			e.Observer.ObserveVerification(Scheme(a.Verifier), outcome, time.Since(begin))
+		}
 		pr.Authorities = append(pr.Authorities, AuthorityResult{Name: a.Name, Describe: a.Verifier.Describe(), Result: r, Cache: outcome})
 		if r.Verified() {
 			pr.Satisfied = true

@@ -27,7 +27,9 @@ type Verifier interface {
 	// key fingerprint, signing-profile ARNs, revocation mode. Two verifiers
 	// with the same Identity reach the same verdict for the same digest, so
 	// it keys the shared verdict cache (with the digest) and survives a
-	// policy being re-applied unchanged.
+	// policy being re-applied unchanged. It starts with the scheme's name
+	// and a semicolon ("cosign;…", "awssigner;…"): metrics label
+	// verifications with it (see Scheme).
 	Identity() string
 
 	// Describe names the trusted signer for people, e.g.

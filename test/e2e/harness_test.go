@@ -56,6 +56,7 @@ type harness struct {
 	repo    string // registry/repository prefix owned by this run
 	alias   string // KMS alias of the signing key
 	exempt  string // a judged-looking namespace listed in --exempt-namespaces
+	metrics string // the webhook's /metrics URL
 	webhook *exec.Cmd
 }
 
@@ -133,6 +134,7 @@ func start(t *testing.T) (*harness, error) {
 	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
 		return nil, fmt.Errorf("webhook not ready: %v (log: %s)", err, log.Name())
 	}
+	h.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
 	if err := h.register(t, ports[0], caPEM); err != nil {
 		return nil, err
 	}
@@ -156,7 +158,9 @@ func start(t *testing.T) (*harness, error) {
 }
 
 // register points the API server at the webhook for Pods (and their
-// ephemeral containers) and every workload kind, in judged namespaces only.
+// ephemeral containers) and every workload kind, in judged namespaces only:
+// the validating webhooks, the digest-pinning (mutating) webhooks, and the
+// ClusterImagePolicy webhook for policies labelled judgedLabel=true.
 func (h *harness) register(t *testing.T, port int, caPEM []byte) error {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
@@ -189,7 +193,37 @@ func (h *harness) register(t *testing.T, port int, caPEM []byte) error {
 			hook("replicationcontrollers.signet.dev", admission.PathReplicationControllers, rule("", "v1", "replicationcontrollers")),
 		},
 	}
-	_, err := h.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{})
+	// Policies are cluster-scoped, so a namespaceSelector cannot keep other
+	// suites' policies away from this webhook: an objectSelector does.
+	policies := hook("clusterimagepolicies.signet.dev", admission.PathClusterImagePolicies, rule(v1alpha1.GroupVersion.Group, v1alpha1.GroupVersion.Version, "clusterimagepolicies"))
+	policies.NamespaceSelector = nil
+	policies.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{judgedLabel: "true"}}
+	cfg.Webhooks = append(cfg.Webhooks, policies)
+	if _, err := h.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+
+	pin := func(name, path string, rules []admissionregistrationv1.RuleWithOperations) admissionregistrationv1.MutatingWebhook {
+		v := hook(name, path, rules)
+		return admissionregistrationv1.MutatingWebhook{
+			Name: v.Name, ClientConfig: v.ClientConfig, Rules: v.Rules, FailurePolicy: v.FailurePolicy, SideEffects: v.SideEffects,
+			TimeoutSeconds: v.TimeoutSeconds, AdmissionReviewVersions: v.AdmissionReviewVersions, NamespaceSelector: v.NamespaceSelector,
+		}
+	}
+	mcfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%d", os.Getpid())},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{
+			pin("pods.pin.signet.dev", admission.PathPinPods, rule("", "v1", "pods", "pods/ephemeralcontainers")),
+			pin("deployments.pin.signet.dev", admission.PathPinDeployments, rule("apps", "v1", "deployments")),
+			pin("replicasets.pin.signet.dev", admission.PathPinReplicaSets, rule("apps", "v1", "replicasets")),
+			pin("statefulsets.pin.signet.dev", admission.PathPinStatefulSets, rule("apps", "v1", "statefulsets")),
+			pin("daemonsets.pin.signet.dev", admission.PathPinDaemonSets, rule("apps", "v1", "daemonsets")),
+			pin("jobs.pin.signet.dev", admission.PathPinJobs, rule("batch", "v1", "jobs")),
+			pin("cronjobs.pin.signet.dev", admission.PathPinCronJobs, rule("batch", "v1", "cronjobs")),
+			pin("replicationcontrollers.pin.signet.dev", admission.PathPinReplicationControllers, rule("", "v1", "replicationcontrollers")),
+		},
+	}
+	_, err := h.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), mcfg, metav1.CreateOptions{})
 	return err
 }
 

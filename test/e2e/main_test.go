@@ -14,7 +14,9 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
-		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), fmt.Sprintf("signet-e2e-%d", os.Getpid()), metav1.DeleteOptions{})
+		name := fmt.Sprintf("signet-e2e-%d", os.Getpid())
+		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = shared.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
 		_ = shared.webhook.Process.Kill()
 		_, _ = shared.webhook.Process.Wait()
 	}

@@ -43,10 +43,10 @@ type Snapshot struct {
 
 // Store reconciles ClusterImagePolicies into Snapshots.
 type Store struct {
-	client    client.Client
-	reader    client.Reader // uncached: Secrets are read only when a policy names one
-	newVerify policy.VerifierFactory
-	cache     *policy.VerdictCache
+	client     client.Client
+	readSecret policy.SecretReader // uncached: Secrets are read only when a policy names one
+	newVerify  policy.VerifierFactory
+	cache      *policy.VerdictCache
 
 	mu       sync.Mutex
 	policies map[string]*policy.Policy
@@ -57,7 +57,7 @@ type Store struct {
 // New builds a Store. reader reads the Secrets policies name (an uncached
 // client, so the webhook needs no cluster-wide watch on Secrets).
 func New(c client.Client, reader client.Reader, newVerifier policy.VerifierFactory, cache *policy.VerdictCache) *Store {
-	s := &Store{client: c, reader: reader, newVerify: newVerifier, cache: cache, policies: map[string]*policy.Policy{}}
+	s := &Store{client: c, readSecret: SecretReader(reader), newVerify: newVerifier, cache: cache, policies: map[string]*policy.Policy{}}
 	s.current.Store(&Snapshot{})
 	return s
 }
@@ -72,6 +72,16 @@ func (s *Store) SetupWithManager(mgr ctrl.Manager) error {
 		Named("clusterimagepolicy").
 		Complete(s)
 }
+
+// RBAC (config/rbac/role.yaml is generated from these markers): policies
+// are watched and their status patched; a Secret is read, uncached, only
+// when a policy's key.secretRef names it. A cluster admin who keeps signing
+// keys in known namespaces can replace the ClusterRole's secrets rule with a
+// Role granting get on Secrets in each of them: see config/rbac/README.md.
+//
+// +kubebuilder:rbac:groups=signet.dev,resources=clusterimagepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=signet.dev,resources=clusterimagepolicies/status,verbs=update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // Reconcile compiles one policy, publishes it and reports its readiness.
 func (s *Store) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -147,17 +157,21 @@ func (s *Store) publish(name string, p *policy.Policy) {
 	}
 }
 
-// readSecret reads one key of one Secret for a secretRef authority.
-func (s *Store) readSecret(ctx context.Context, namespace, name, key string) ([]byte, error) {
-	sec := &corev1.Secret{}
-	if err := s.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sec); err != nil {
-		return nil, err
+// SecretReader reads one key of one Secret for a secretRef authority
+// through reader. The store compiles with it, and so does the
+// ClusterImagePolicy webhook, so both reject a missing Secret or key alike.
+func SecretReader(reader client.Reader) policy.SecretReader {
+	return func(ctx context.Context, namespace, name, key string) ([]byte, error) {
+		sec := &corev1.Secret{}
+		if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sec); err != nil {
+			return nil, err
+		}
+		v, ok := sec.Data[key]
+		if !ok {
+			return nil, fmt.Errorf("Secret %s/%s has no key %q", namespace, name, key)
+		}
+		return v, nil
 	}
-	v, ok := sec.Data[key]
-	if !ok {
-		return nil, fmt.Errorf("Secret %s/%s has no key %q", namespace, name, key)
-	}
-	return v, nil
 }
 
 // Synced reports whether every policy the cache holds has been compiled at

@@ -31,6 +31,10 @@ type Config struct {
 	// RevocationTTL keeps AWS Signer revocation answers (default 10 min).
 	RevocationTTL time.Duration
 	UserAgent     string
+	// ObserveRegistry and ObserveAWS, when set, are told about every
+	// registry request and every AWS call (the webhook's metrics).
+	ObserveRegistry func(host string, status int, err error, took time.Duration)
+	ObserveAWS      func(awsclient.Call)
 }
 
 // Verifiers holds the shared pieces and builds verifiers from authorities.
@@ -44,7 +48,7 @@ type Verifiers struct {
 // New loads the AWS configuration and builds the shared pieces. It makes
 // no AWS call: keys are read when a policy names them.
 func New(ctx context.Context, cfg Config) (*Verifiers, error) {
-	awsCfg, err := awsclient.LoadConfig(ctx)
+	awsCfg, err := awsclient.LoadConfig(ctx, awsclient.WithObserver(cfg.ObserveAWS))
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +62,7 @@ func New(ctx context.Context, cfg Config) (*Verifiers, error) {
 		Keychain:           awsclient.DefaultKeychain(awsclient.NewECRKeychain(awsCfg, awsclient.ECRKeychainOptions{})),
 		InsecureRegistries: cfg.InsecureRegistries,
 		UserAgent:          cfg.UserAgent,
+		Observe:            cfg.ObserveRegistry,
 	})
 	signers := awsclient.NewSignerClients(awsCfg)
 	revocations, err := awssigner.NewRevocationChecker(awssigner.RevocationOptions{Clients: signers.ForRegion, TTL: cfg.RevocationTTL})

@@ -1,0 +1,113 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// observed records what Options.Observe is told.
+type observed struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (o *observed) observe(host string, status int, err error, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	call := fmt.Sprintf("%s %d", host, status)
+	if err != nil {
+		call += " error"
+	}
+	if took <= 0 {
+		call += " without a duration"
+	}
+	o.calls = append(o.calls, call)
+}
+
+func (o *observed) take() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.calls
+	o.calls = nil
+	return c
+}
+
+// TestObserveSeesEveryRegistryRequest: the hook sees each request that
+// reaches a registry with its status (redirect hops included) and
+// requests that got no response, whoever made them.
+func TestObserveSeesEveryRegistryRequest(t *testing.T) {
+	// TLS, as real registries are (ECR); the hook sits above the base
+	// transport, which here trusts the test server's certificate.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case "/v2/app/blobs/sha256:abc":
+			http.Redirect(w, r, "/storage/abc?X-Amz-Signature=secret", http.StatusTemporaryRedirect)
+		case "/storage/abc":
+			w.Write([]byte("blob"))
+		default:
+			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "https://")
+	obs := &observed{}
+	c := New(Options{Observe: obs.observe, Transport: srv.Client().Transport})
+
+	t.Run("go-containerregistry", func(t *testing.T) {
+		ref, err := name.ParseReference(host+"/app:v1", c.NameOptions(host)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Head(ref, c.RemoteOptions(context.Background(), nil)...); err == nil {
+			t.Fatal("HEAD of a missing manifest succeeded")
+		}
+		want := []string{host + " 200", host + " 404"} // ping, manifest
+		if got := obs.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("observed %q, want %q", got, want)
+		}
+	})
+	t.Run("redirect hops", func(t *testing.T) {
+		resp, err := (&http.Client{Transport: c.Transport()}).Get(srv.URL + "/v2/app/blobs/sha256:abc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := []string{host + " 307", host + " 200"}
+		if got := obs.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("observed %q, want %q", got, want)
+		}
+	})
+	t.Run("no response", func(t *testing.T) {
+		down := httptest.NewServer(http.NotFoundHandler())
+		downHost := strings.TrimPrefix(down.URL, "http://")
+		down.Close()
+		if _, err := (&http.Client{Transport: c.Transport()}).Get(down.URL + "/v2/"); err == nil {
+			t.Fatal("GET of a closed server succeeded")
+		}
+		want := []string{downHost + " 0 error"}
+		if got := obs.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("observed %q, want %q", got, want)
+		}
+	})
+	t.Run("refused before sending", func(t *testing.T) {
+		// Plain HTTP to a non-loopback host never leaves Signet: nothing
+		// reached a registry, so nothing is observed.
+		if _, err := (&http.Client{Transport: c.Transport()}).Get("http://registry.example.com/v2/"); err == nil {
+			t.Fatal("plain HTTP to a remote registry was sent")
+		}
+		if got := obs.take(); len(got) != 0 {
+			t.Fatalf("observed %q, want nothing", got)
+		}
+	})
+}
