@@ -1,7 +1,10 @@
 // Command demo shows Signet on the local stack, narrating each real command
 // it runs: the stack comes up, the ClusterImagePolicy CRD installs, a sample
-// policy applies, an invalid one is refused with the CRD's own message, and
-// everything stops again. `make demo` runs it.
+// policy applies, an invalid one is refused with the CRD's own message; then
+// the webhook runs locally, images are signed with the real cosign CLIs
+// through the KMS test server, and kubectl shows a signed Pod admitted, an
+// unsigned Pod and Deployment refused, and a Warn-mode warning. Everything
+// stops again. `make demo` runs it.
 package main
 
 import (
@@ -79,6 +82,9 @@ spec:
 `
 	if err := d.showInput(bad, d.kubectl, "apply", "-f", "-"); err == nil {
 		return fmt.Errorf("the API server accepted an invalid policy")
+	}
+	if err := d.admissionDemo(); err != nil {
+		return err
 	}
 	fmt.Println("\nDemo finished.")
 	return nil

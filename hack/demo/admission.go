@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/signet-dev/signet/pkg/admission"
+)
+
+// demoLabel marks the namespace the demo's webhook judges.
+const demoLabel = "signet-demo"
+
+// admissionDemo runs the webhook locally against the stack and shows what
+// kubectl users see: a signed Pod admitted, an unsigned Pod and Deployment
+// refused, a Warn-mode policy warning.
+func (d *demo) admissionDemo() error {
+	env := map[string]string{}
+	for _, kv := range d.env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+		os.Setenv(k, v) // the AWS SDK and registry client read the stack's settings
+	}
+	registry := env["SIGNET_REGISTRY"]
+
+	d.say("Start the Signet webhook locally; the API server calls it over TLS")
+	stop, err := d.startWebhook(env["KUBECONFIG"])
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	d.say("A KMS key for the CI pipeline (on the KMS test server, through the AWS SDK)")
+	alias := fmt.Sprintf("alias/demo-cosign-%d", time.Now().Unix())
+	if err := createKMSKey(d.ctx, alias); err != nil {
+		return err
+	}
+	fmt.Printf("created %s\n", alias)
+
+	d.say("Push three images; sign two as CI does (cosign v2 legacy signature, cosign v3 Sigstore bundle)")
+	repo := registry + "/demo"
+	images := map[string]string{}
+	for _, tag := range []string{"api", "worker", "unsigned"} {
+		ref, digest, err := pushRandom(repo + "/" + tag + ":v1")
+		if err != nil {
+			return err
+		}
+		images[tag] = ref
+		fmt.Printf("pushed %s (%s)\n", ref, digest)
+		switch tag {
+		case "api":
+			err = d.show(filepath.Join(d.root, "bin", "cosign"), "sign", "--yes", "--tlog-upload=false", "--key", "awskms:///"+alias, repo+"/api@"+digest)
+		case "worker":
+			err = d.show(filepath.Join(d.root, "bin", "cosign3"), "sign", "--yes", "--use-signing-config=false", "--tlog-upload=false", "--key", "awskms:///"+alias, repo+"/worker@"+digest)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	d.say("Apply the policy: images under " + repo + " need a signature from the CI key")
+	policy := fmt.Sprintf(`apiVersion: signet.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata:
+  name: demo
+spec:
+  images:
+  - glob: "%s/**"
+  authorities:
+  - name: ci-kms
+    key:
+      kms: awskms:///%s
+`, repo, alias)
+	if err := d.showInput(policy, d.kubectl, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	if err := d.show(d.kubectl, "wait", "--for=condition=Ready", "--timeout=60s", "clusterimagepolicy/demo"); err != nil {
+		return err
+	}
+	defer d.quietRun(d.kubectl, "delete", "clusterimagepolicy", "demo", "demo-warn", "--ignore-not-found")
+	if err := d.show(d.kubectl, "get", "cip"); err != nil {
+		return err
+	}
+	if err := d.show(d.kubectl, "create", "namespace", "demo"); err != nil {
+		return err
+	}
+	defer d.quietRun(d.kubectl, "delete", "namespace", "demo", "--wait=false")
+	if err := d.show(d.kubectl, "label", "namespace", "demo", demoLabel+"=true"); err != nil {
+		return err
+	}
+
+	d.say("Signed images are admitted")
+	if err := d.show(d.kubectl, "-n", "demo", "run", "api", "--image="+images["api"]); err != nil {
+		return fmt.Errorf("the signed Pod was refused: %w", err)
+	}
+	if err := d.show(d.kubectl, "-n", "demo", "run", "worker", "--image="+images["worker"]); err != nil {
+		return fmt.Errorf("the bundle-signed Pod was refused: %w", err)
+	}
+	d.say("An unsigned image is refused, with the image, the policy, the authority, the cause and what to do")
+	if err := d.show(d.kubectl, "-n", "demo", "run", "unsigned", "--image="+images["unsigned"]); err == nil {
+		return fmt.Errorf("the unsigned Pod was admitted")
+	}
+	d.say("A Deployment with an unsigned image fails at once, not one level down")
+	if err := d.show(d.kubectl, "-n", "demo", "create", "deployment", "unsigned", "--image="+images["unsigned"]); err == nil {
+		return fmt.Errorf("the unsigned Deployment was admitted")
+	}
+
+	d.say("Roll a new requirement out in Warn mode: the Pod runs, kubectl shows a warning")
+	warn := fmt.Sprintf(`apiVersion: signet.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata:
+  name: demo-warn
+spec:
+  mode: Warn
+  images:
+  - glob: "%s/staging/**"
+  authorities:
+  - name: ci-kms
+    key:
+      kms: awskms:///%s
+`, registry, alias)
+	if err := d.showInput(warn, d.kubectl, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	if err := d.show(d.kubectl, "wait", "--for=condition=Ready", "--timeout=60s", "clusterimagepolicy/demo-warn"); err != nil {
+		return err
+	}
+	staging, _, err := pushRandom(registry + "/staging/app:v1")
+	if err != nil {
+		return err
+	}
+	return d.show(d.kubectl, "-n", "demo", "run", "staging", "--image="+staging)
+}
+
+// startWebhook builds and runs cmd/webhook with a fresh serving certificate
+// and registers it for Pods and Deployments in the demo namespace.
+func (d *demo) startWebhook(kubeconfig string) (func(), error) {
+	dir, err := os.MkdirTemp("", "signet-demo-")
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(d.root, "bin", "webhook")
+	if err := d.show("go", "build", "-o", bin, "./cmd/webhook"); err != nil {
+		return nil, err
+	}
+	caPEM, err := servingCert(dir)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(d.root, ".stack", "logs", "demo-webhook.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cert-dir="+dir,
+		fmt.Sprintf("--webhook-port=%d", ports[0]),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		"--no-match-policy=allow")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	fmt.Printf("webhook listening on https://127.0.0.1:%d (log: %s)\n", ports[0], log.Name())
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		os.RemoveAll(dir)
+	}
+	if err := waitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+		stop()
+		return nil, fmt.Errorf("webhook did not become ready: %v (log: %s)", err, log.Name())
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	timeout := int32(10)
+	hook := func(name, path, group string, resources ...string) admissionregistrationv1.ValidatingWebhook {
+		url := fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], path)
+		return admissionregistrationv1.ValidatingWebhook{
+			Name: name, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources},
+			}},
+			FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{demoLabel: "true"}},
+		}
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "signet-demo"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{
+			hook("pods.signet.dev", admission.PathPods, "", "pods"),
+			hook("deployments.signet.dev", admission.PathDeployments, "apps", "deployments"),
+		},
+	}
+	_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(d.ctx, vwc.Name, metav1.DeleteOptions{})
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(d.ctx, vwc, metav1.CreateOptions{}); err != nil {
+		stop()
+		return nil, err
+	}
+	return func() {
+		_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), vwc.Name, metav1.DeleteOptions{})
+		stop()
+	}, nil
+}
+
+func (d *demo) quietRun(name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), d.env...)
+	_ = cmd.Run()
+}
+
+func createKMSKey(ctx context.Context, alias string) error {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return err
+	}
+	kc := awskms.NewFromConfig(cfg)
+	key, err := kc.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		return err
+	}
+	_, err = kc.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: key.KeyMetadata.KeyId})
+	return err
+}
+
+func pushRandom(ref string) (string, string, error) {
+	img, err := random.Image(256, 1)
+	if err != nil {
+		return "", "", err
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", "", err
+	}
+	if err := remote.Write(r, img); err != nil {
+		return "", "", err
+	}
+	digest, err := img.Digest()
+	return ref, digest.String(), err
+}
+
+func servingCert(dir string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "signet-demo"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return certPEM, os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func waitOK(url string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	return last
+}
