@@ -11,14 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
+	"github.com/signet-dev/signet/test/fixtures"
 	"github.com/signet-dev/signet/test/stack"
 )
 
@@ -45,26 +38,15 @@ func newCLIFixture(t *testing.T) *cliFixture {
 	if out, err := exec.Command("go", "build", "-o", f.bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ctx := context.Background()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := awskms.NewFromConfig(cfg)
-	key, err := kc.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
-	if err != nil {
-		t.Fatal(err)
-	}
 	alias := fmt.Sprintf("alias/signet-cli-%d", os.Getpid())
-	if _, err := kc.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+	if err := fixtures.CreateKMSAlias(context.Background(), alias); err != nil {
 		t.Fatal(err)
 	}
 	f.repo = fmt.Sprintf("%s/cli-%d", env.Registry, os.Getpid())
 	f.signed, f.signedDigest = push(t, f.repo+"/app:signed")
 	f.unsigned, _ = push(t, f.repo+"/app:unsigned")
-	sign := exec.Command(cosignBin, "sign", "--yes", "--tlog-upload=false", "--key", "awskms:///"+alias, f.repo+"/app@"+f.signedDigest)
-	if out, err := sign.CombinedOutput(); err != nil {
-		t.Fatalf("cosign sign: %v\n%s", err, out)
+	if err := fixtures.CosignSign(cosignBin, alias, f.repo+"/app@"+f.signedDigest); err != nil {
+		t.Fatal(err)
 	}
 	f.policyFile = filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, f.policyFile, fmt.Sprintf(`apiVersion: signet.dev/v1alpha1
@@ -84,19 +66,11 @@ spec:
 
 func push(t *testing.T, ref string) (string, string) {
 	t.Helper()
-	img, err := random.Image(256, 1)
+	digest, err := fixtures.PushRandom(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	return ref, d.String()
+	return ref, digest
 }
 
 func writeFile(t *testing.T, path, content string) {

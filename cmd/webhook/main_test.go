@@ -2,18 +2,11 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +18,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/pkg/admission"
+	"github.com/signet-dev/signet/test/fixtures"
 	"github.com/signet-dev/signet/test/stack"
 )
 
@@ -39,8 +33,16 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	certDir := t.TempDir()
-	caPool := writeServingCert(t, certDir)
-	ports := freePorts(t, 3)
+	caPEM, err := fixtures.ServingCert(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPool := x509.NewCertPool()
+	caPool.AppendCertsFromPEM(caPEM)
+	ports, err := fixtures.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin,
 		"--kubeconfig="+env.Kubeconfig,
 		"--cert-dir="+certDir,
@@ -55,10 +57,16 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 
-	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), http.DefaultClient)
-	waitOK(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", ports[2]), http.DefaultClient)
+	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports[2])); err != nil {
+		t.Fatal(err)
+	}
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
-	waitOK(t, metricsURL, http.DefaultClient)
+	if err := fixtures.WaitOK(metricsURL); err != nil {
+		t.Fatal(err)
+	}
 	// Before any admission only the collectors that read counters have
 	// samples (labelled vectors appear with their first observation).
 	assertMetrics(t, metricsURL,
@@ -161,65 +169,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-func writeServingCert(t *testing.T, dir string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signet-webhook"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
-func waitOK(t *testing.T, url string, c *http.Client) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", url, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

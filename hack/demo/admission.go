@@ -2,35 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/signet-dev/signet/pkg/admission"
+	"github.com/signet-dev/signet/test/fixtures"
 )
 
 // demoLabel marks the namespace the demo's webhook judges.
@@ -57,7 +42,7 @@ func (d *demo) admissionDemo() error {
 
 	d.say("A KMS key for the CI pipeline (on the KMS test server, through the AWS SDK)")
 	alias := fmt.Sprintf("alias/demo-cosign-%d", time.Now().Unix())
-	if err := createKMSKey(d.ctx, alias); err != nil {
+	if err := fixtures.CreateKMSAlias(d.ctx, alias); err != nil {
 		return err
 	}
 	fmt.Printf("created %s\n", alias)
@@ -66,7 +51,8 @@ func (d *demo) admissionDemo() error {
 	repo := registry + "/demo"
 	images := map[string]string{}
 	for _, tag := range []string{"api", "worker", "unsigned"} {
-		ref, digest, err := pushRandom(repo + "/" + tag + ":v1")
+		ref := repo + "/" + tag + ":v1"
+		digest, err := fixtures.PushRandom(ref)
 		if err != nil {
 			return err
 		}
@@ -150,8 +136,8 @@ spec:
 	if err := d.show(d.kubectl, "wait", "--for=condition=Ready", "--timeout=60s", "clusterimagepolicy/demo-warn"); err != nil {
 		return err
 	}
-	staging, _, err := pushRandom(registry + "/staging/app:v1")
-	if err != nil {
+	staging := registry + "/staging/app:v1"
+	if _, err := fixtures.PushRandom(staging); err != nil {
 		return err
 	}
 	return d.show(d.kubectl, "-n", "demo", "run", "staging", "--image="+staging)
@@ -168,11 +154,11 @@ func (d *demo) startWebhook(kubeconfig string) (func(), error) {
 	if err := d.show("go", "build", "-o", bin, "./cmd/webhook"); err != nil {
 		return nil, err
 	}
-	caPEM, err := servingCert(dir)
+	caPEM, err := fixtures.ServingCert(dir)
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := fixtures.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +181,7 @@ func (d *demo) startWebhook(kubeconfig string) (func(), error) {
 		_, _ = cmd.Process.Wait()
 		os.RemoveAll(dir)
 	}
-	if err := waitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
 		stop()
 		return nil, fmt.Errorf("webhook did not become ready: %v (log: %s)", err, log.Name())
 	}
@@ -246,91 +232,4 @@ func (d *demo) quietRun(name string, args ...string) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), d.env...)
 	_ = cmd.Run()
-}
-
-func createKMSKey(ctx context.Context, alias string) error {
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return err
-	}
-	kc := awskms.NewFromConfig(cfg)
-	key, err := kc.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
-	if err != nil {
-		return err
-	}
-	_, err = kc.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: key.KeyMetadata.KeyId})
-	return err
-}
-
-func pushRandom(ref string) (string, string, error) {
-	img, err := random.Image(256, 1)
-	if err != nil {
-		return "", "", err
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return "", "", err
-	}
-	if err := remote.Write(r, img); err != nil {
-		return "", "", err
-	}
-	digest, err := img.Digest()
-	return ref, digest.String(), err
-}
-
-func servingCert(dir string) ([]byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "signet-demo"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
-		return nil, err
-	}
-	return certPEM, os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func waitOK(url string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return last
 }

@@ -1,18 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,13 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +22,7 @@ import (
 
 	"github.com/signet-dev/signet/pkg/admission"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+	"github.com/signet-dev/signet/test/fixtures"
 	"github.com/signet-dev/signet/test/stack"
 )
 
@@ -106,11 +90,11 @@ func start(t *testing.T) (*harness, error) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	caPEM, err := servingCert(dir)
+	caPEM, err := fixtures.ServingCert(dir)
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := fixtures.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +115,7 @@ func start(t *testing.T) (*harness, error) {
 	if err := h.webhook.Start(); err != nil {
 		return nil, err
 	}
-	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
 		return nil, fmt.Errorf("webhook not ready: %v (log: %s)", err, log.Name())
 	}
 	h.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
@@ -141,16 +125,7 @@ func start(t *testing.T) (*harness, error) {
 
 	// A KMS key with an alias, and the repository this run pushes to.
 	h.alias = fmt.Sprintf("alias/signet-e2e-%d", os.Getpid())
-	awsCfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	kc := awskms.NewFromConfig(awsCfg)
-	key, err := kc.CreateKey(context.Background(), &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := kc.CreateAlias(context.Background(), &awskms.CreateAliasInput{AliasName: aws.String(h.alias), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+	if err := fixtures.CreateKMSAlias(context.Background(), h.alias); err != nil {
 		return nil, err
 	}
 	h.repo = fmt.Sprintf("%s/e2e-%d", env.Registry, os.Getpid())
@@ -250,29 +225,20 @@ func (h *harness) namespace(t *testing.T, name string, labels map[string]string)
 // tag reference and digest.
 func (h *harness) push(t *testing.T, repoTag string) (string, string) {
 	t.Helper()
-	img, err := random.Image(128, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ref := h.repo + "/" + repoTag
-	r, err := name.ParseReference(ref)
+	digest, err := fixtures.PushRandom(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	return ref, d.String()
+	return ref, digest
 }
 
 // sign signs ref@digest with the real cosign CLI through the KMS test server.
 func (h *harness) sign(t *testing.T, ref, digest string) {
 	t.Helper()
 	repo := ref[:strings.LastIndex(ref, ":")]
-	cmd := exec.Command(filepath.Join(h.root, "bin", "cosign"), "sign", "--yes", "--tlog-upload=false", "--key", "awskms:///"+h.alias, repo+"@"+digest)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign sign (run `make test-tools` if it is missing): %v\n%s", err, out)
+	if err := fixtures.CosignSign(filepath.Join(h.root, "bin", "cosign"), h.alias, repo+"@"+digest); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -317,65 +283,6 @@ func (h *harness) kmsPolicy(name, glob, alias string, mode v1alpha1.PolicyMode) 
 			Authorities: []v1alpha1.Authority{{Name: "ci-kms", Key: &v1alpha1.KeyAuthority{KMS: "awskms:///" + alias}}},
 		},
 	}
-}
-
-func servingCert(dir string) ([]byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "signet-e2e"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
-		return nil, err
-	}
-	return certPEM, os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func waitReady(url string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			var b bytes.Buffer
-			b.ReadFrom(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, b.String())
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return last
 }
 
 type warningCollector func(string)

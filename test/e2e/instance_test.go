@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/signet-dev/signet/pkg/admission"
+	"github.com/signet-dev/signet/test/fixtures"
 )
 
 // instance starts one more webhook process with its own flags, judging Pods
@@ -25,11 +26,11 @@ func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, fla
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	caPEM, err := servingCert(dir)
+	caPEM, err := fixtures.ServingCert(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(3)
+	ports, err := fixtures.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, fla
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
 		t.Fatalf("webhook %s not ready: %v (log %s)", label, err, log.Name())
 	}
 

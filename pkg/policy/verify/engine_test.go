@@ -5,25 +5,18 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 	"github.com/signet-dev/signet/pkg/policy/verify"
+	"github.com/signet-dev/signet/test/fixtures"
 	"github.com/signet-dev/signet/test/servers/registry"
 	"github.com/signet-dev/signet/test/stack"
 )
@@ -54,21 +47,13 @@ func newWorld(t *testing.T) *world {
 		t.Fatalf("the cosign CLI is not built: run `make test-tools` (%v)", err)
 	}
 	ctx := context.Background()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := awskms.NewFromConfig(cfg)
-	for _, alias := range []*string{&w.aliasA, &w.aliasB} {
-		key, err := kc.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
-		if err != nil {
-			t.Fatal(err)
-		}
-		*alias = fmt.Sprintf("alias/engine-%d-%s", time.Now().UnixNano(), *key.KeyMetadata.KeyId)
-		if _, err := kc.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String(*alias), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+	for i, alias := range []*string{&w.aliasA, &w.aliasB} {
+		*alias = fmt.Sprintf("alias/engine-%d-%d", time.Now().UnixNano(), i)
+		if err := fixtures.CreateKMSAlias(ctx, *alias); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var err error
 	if w.verifiers, err = verify.New(ctx, verify.Config{}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,30 +63,21 @@ func newWorld(t *testing.T) *world {
 // image pushes a new image as repo:tag and signs it with the given aliases.
 func (w *world) image(t *testing.T, repoTag string, signers ...string) (tagRef, digest string) {
 	t.Helper()
-	img, err := random.Image(64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ref := w.host + "/" + repoTag
-	r, err := name.ParseReference(ref)
+	d, err := fixtures.PushRandom(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
 	for _, alias := range signers {
-		w.sign(t, r.Context().Name()+"@"+d.String(), alias)
+		w.sign(t, ref[:strings.LastIndex(ref, ":")]+"@"+d, alias)
 	}
-	return ref, d.String()
+	return ref, d
 }
 
 func (w *world) sign(t *testing.T, digestRef, alias string) {
 	t.Helper()
-	out, err := exec.Command(w.cosign, "sign", "--yes", "--tlog-upload=false", "--key", "awskms:///"+alias, digestRef).CombinedOutput()
-	if err != nil {
-		t.Fatalf("cosign sign: %v\n%s", err, out)
+	if err := fixtures.CosignSign(w.cosign, alias, digestRef); err != nil {
+		t.Fatal(err)
 	}
 }
 
