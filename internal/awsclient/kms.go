@@ -2,7 +2,6 @@ package awsclient
 
 import (
 	"context"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -20,30 +19,16 @@ var _ KMS = (*kms.Client)(nil)
 // KMSClients hands out one KMS client per region, built once from the
 // shared aws.Config. Keys named by ARN are read in the ARN's region (and so
 // its partition); other keys in the configuration's region.
-type KMSClients struct {
-	cfg aws.Config
-
-	mu      sync.Mutex
-	clients map[string]KMS
-}
+type KMSClients struct{ regional[KMS] }
 
 // NewKMSClients builds the per-region client set over cfg.
 func NewKMSClients(cfg aws.Config) *KMSClients {
-	return &KMSClients{cfg: cfg, clients: map[string]KMS{}}
+	return &KMSClients{newRegional(cfg, func(c aws.Config) KMS { return kms.NewFromConfig(c) })}
 }
 
 // ForRegion returns the client for region; "" means the configuration's
 // own region.
-func (c *KMSClients) ForRegion(region string) KMS {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if kc, ok := c.clients[region]; ok {
-		return kc
-	}
-	kc := kms.NewFromConfig(ForRegion(c.cfg, region))
-	c.clients[region] = kc
-	return kc
-}
+func (c *KMSClients) ForRegion(region string) KMS { return c.forRegion(region) }
 
 // Region is the configuration's own region ("" when none is configured).
 func (c *KMSClients) Region() string { return c.cfg.Region }

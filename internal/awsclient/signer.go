@@ -2,7 +2,6 @@ package awsclient
 
 import (
 	"context"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/signer"
@@ -22,30 +21,16 @@ var _ Signer = (*signer.Client)(nil)
 // SignerClients hands out one Signer client per region, built once from the
 // shared aws.Config. Revocation is checked in the region (and so the
 // partition) of the signing profile that made the signature.
-type SignerClients struct {
-	cfg aws.Config
-
-	mu      sync.Mutex
-	clients map[string]Signer
-}
+type SignerClients struct{ regional[Signer] }
 
 // NewSignerClients builds the per-region client set over cfg.
 func NewSignerClients(cfg aws.Config) *SignerClients {
-	return &SignerClients{cfg: cfg, clients: map[string]Signer{}}
+	return &SignerClients{newRegional(cfg, func(c aws.Config) Signer { return NewSignerClient(c) })}
 }
 
 // ForRegion returns the client for region; "" means the configuration's
 // own region.
-func (c *SignerClients) ForRegion(region string) Signer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if sc, ok := c.clients[region]; ok {
-		return sc
-	}
-	sc := NewSignerClient(ForRegion(c.cfg, region))
-	c.clients[region] = sc
-	return sc
-}
+func (c *SignerClients) ForRegion(region string) Signer { return c.forRegion(region) }
 
 // NewSignerClient builds one Signer client from cfg.
 //
