@@ -14,16 +14,29 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/notaryproject/notation-core-go/signature/jws"
+	notationregistry "github.com/notaryproject/notation-go/registry"
+
+	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/admission"
 	"github.com/signet-dev/signet/test/fixtures"
+	"github.com/signet-dev/signet/test/signerpki"
 )
 
 // demoLabel marks the namespace the demo's webhook judges.
 const demoLabel = "signet-demo"
 
+// The demo's AWS Signer signing profile, with AWS's ARN shapes.
+const (
+	signerProfileARN = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/DemoProfile"
+	signerVersionARN = signerProfileARN + "/abcdef1234"
+	signerJobARN     = "arn:aws:signer:us-east-1:123456789012:/signing-jobs/0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6"
+)
+
 // admissionDemo runs the webhook locally against the stack and shows what
 // kubectl users see: a signed Pod admitted, an unsigned Pod and Deployment
-// refused, a Warn-mode policy warning.
+// refused, an AWS Signer-signed Pod admitted, a Warn-mode policy warning.
 func (d *demo) admissionDemo() error {
 	env := map[string]string{}
 	for _, kv := range d.env {
@@ -33,8 +46,16 @@ func (d *demo) admissionDemo() error {
 	}
 	registry := env["SIGNET_REGISTRY"]
 
+	d.say("A test AWS Signer PKI (root, regional CA, signing leaf; P-384 like Signer's) whose root replaces the embedded ones")
+	chain, rootsFile, err := signerChain()
+	if err != nil {
+		return err
+	}
+	defer os.Remove(rootsFile)
+	fmt.Printf("root %q -> %s\n", chain.Certs[len(chain.Certs)-1].Subject.CommonName, rootsFile)
+
 	d.say("Start the Signet webhook locally; the API server calls it over TLS")
-	stop, err := d.startWebhook(env["KUBECONFIG"])
+	stop, err := d.startWebhook(env["KUBECONFIG"], rootsFile)
 	if err != nil {
 		return err
 	}
@@ -69,7 +90,19 @@ func (d *demo) admissionDemo() error {
 		}
 	}
 
-	d.say("Apply the policy: images under " + repo + " need a signature from the CI key")
+	d.say("Push one more image and sign it as AWS Signer does (notation, Signer's plugin attributes, test chain)")
+	images["signer-app"] = repo + "/signer-app:v1"
+	signerDigest, err := fixtures.PushRandom(images["signer-app"])
+	if err != nil {
+		return err
+	}
+	fmt.Printf("pushed %s (%s)\n", images["signer-app"], signerDigest)
+	if err := signImage(d.ctx, chain, repo+"/signer-app@"+signerDigest); err != nil {
+		return fmt.Errorf("signing signer-app: %w", err)
+	}
+	fmt.Printf("signed %s@%s with signing profile version %s\n", images["signer-app"], signerDigest, signerVersionARN)
+
+	d.say("Apply the policy: images under " + repo + " need a signature from the CI key or from the AWS Signer profile")
 	policy := fmt.Sprintf(`apiVersion: signet.dev/v1alpha1
 kind: ClusterImagePolicy
 metadata:
@@ -81,7 +114,14 @@ spec:
   - name: ci-kms
     key:
       kms: awskms:///%s
-`, repo, alias)
+  - name: aws-signer
+    signer:
+      profiles:
+      - %s
+      # The demo has no AWS Signer endpoint to ask for revocation status;
+      # production uses Enforce.
+      revocation: Skip
+`, repo, alias, signerProfileARN)
 	if err := d.showInput(policy, d.kubectl, "apply", "-f", "-"); err != nil {
 		return err
 	}
@@ -106,6 +146,10 @@ spec:
 	}
 	if err := d.show(d.kubectl, "-n", "demo", "run", "worker", "--image="+images["worker"]); err != nil {
 		return fmt.Errorf("the bundle-signed Pod was refused: %w", err)
+	}
+	d.say("An image signed by AWS Signer (test chain) is admitted by the same policy: ANY authority suffices")
+	if err := d.show(d.kubectl, "-n", "demo", "run", "signer-app", "--image="+images["signer-app"]); err != nil {
+		return fmt.Errorf("the AWS Signer-signed Pod was refused: %w", err)
 	}
 	d.say("An unsigned image is refused, with the image, the policy, the authority, the cause and what to do")
 	if err := d.show(d.kubectl, "-n", "demo", "run", "unsigned", "--image="+images["unsigned"]); err == nil {
@@ -144,8 +188,9 @@ spec:
 }
 
 // startWebhook builds and runs cmd/webhook with a fresh serving certificate
-// and registers it for Pods and Deployments in the demo namespace.
-func (d *demo) startWebhook(kubeconfig string) (func(), error) {
+// and registers it for Pods and Deployments in the demo namespace. The
+// webhook trusts the AWS Signer roots in signerRoots (a PEM file).
+func (d *demo) startWebhook(kubeconfig, signerRoots string) (func(), error) {
 	dir, err := os.MkdirTemp("", "signet-demo-")
 	if err != nil {
 		return nil, err
@@ -170,6 +215,7 @@ func (d *demo) startWebhook(kubeconfig string) (func(), error) {
 		fmt.Sprintf("--webhook-port=%d", ports[0]),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		"--aws-signer-roots="+signerRoots,
 		"--no-match-policy=allow")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -232,4 +278,49 @@ func (d *demo) quietRun(name string, args ...string) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), d.env...)
 	_ = cmd.Run()
+}
+
+// signerChain makes a test AWS Signer chain with a commercial-partition
+// root and writes the root to a temporary PEM file for --aws-signer-roots.
+func signerChain() (*signerpki.Chain, string, error) {
+	root, err := signerpki.NewRoot("Signet Demo Signer Code Signing Root CA G1")
+	if err != nil {
+		return nil, "", err
+	}
+	ca, err := root.Intermediate("Signet Demo Signer us-east-1 Code Signing CA G1")
+	if err != nil {
+		return nil, "", err
+	}
+	chain, err := ca.Leaf(signerpki.Validity{})
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := os.CreateTemp("", "signet-demo-signer-roots-*.pem")
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := f.Write(root.PEM()); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, "", err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return nil, "", err
+	}
+	return chain, f.Name(), nil
+}
+
+// signImage signs ref (repository@digest) with chain as AWS Signer does and
+// pushes the notation signature next to the image.
+func signImage(ctx context.Context, chain *signerpki.Chain, ref string) error {
+	r, err := name.NewDigest(ref)
+	if err != nil {
+		return err
+	}
+	repo := notationregistry.NewRepository(oci.New(oci.Options{}).OrasRepository(r.Context(), nil))
+	return chain.Sign(ctx, repo, r.DigestStr(), jws.MediaTypeEnvelope, signerpki.Attributes{
+		ProfileVersionARN: signerVersionARN,
+		JobARN:            signerJobARN,
+	})
 }

@@ -2,9 +2,10 @@
 // it runs: the stack comes up, the ClusterImagePolicy CRD installs, a sample
 // policy applies, an invalid one is refused with the CRD's own message; then
 // the webhook runs locally, images are signed with the real cosign CLIs
-// through the KMS test server, and kubectl shows a signed Pod admitted, an
-// unsigned Pod and Deployment refused, and a Warn-mode warning. Everything
-// stops again. `make demo` runs it.
+// through the KMS test server and one with a test AWS Signer chain through
+// notation, and kubectl shows the signed Pods admitted, an unsigned Pod and
+// Deployment refused, and a Warn-mode warning. Everything stops again.
+// `make demo` runs it.
 package main
 
 import (

@@ -1,5 +1,5 @@
-// Package testpki builds certificate chains shaped like AWS Signer's and
-// signs images with them as AWS Signer does, for tests.
+// Package signerpki builds certificate chains shaped like AWS Signer's and
+// signs images with them as AWS Signer does, for tests and the demo.
 //
 // A chain is P-384 throughout: a self-signed root, an intermediate CA and a
 // leaf whose only key usage is DigitalSignature, with the code-signing EKU.
@@ -11,7 +11,7 @@
 // signer driving an in-process "envelope generator" plugin, the path
 // `notation sign --plugin com.amazonaws.signer.notation.plugin` takes, with
 // notation-core-go building the JWS or COSE envelope.
-package testpki
+package signerpki
 
 import (
 	"crypto/ecdsa"
@@ -21,7 +21,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"testing"
 	"time"
 )
 
@@ -49,43 +48,61 @@ func defaultValidity() Validity {
 }
 
 // NewRoot makes a self-signed P-384 root CA, valid from 30 days ago for ten years.
-func NewRoot(t testing.TB, commonName string) *CA {
-	t.Helper()
+func NewRoot(commonName string) (*CA, error) {
 	now := time.Now()
-	key := newKey(t)
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := caTemplate(commonName, Validity{NotBefore: now.Add(-30 * 24 * time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour)})
-	return &CA{Cert: create(t, tmpl, tmpl, &key.PublicKey, key), Key: key}
+	cert, err := create(tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, Key: key}, nil
 }
 
 // Intermediate makes a CA issued by ca.
-func (ca *CA) Intermediate(t testing.TB, commonName string) *CA {
-	t.Helper()
-	key := newKey(t)
+func (ca *CA) Intermediate(commonName string) (*CA, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := caTemplate(commonName, Validity{NotBefore: ca.Cert.NotBefore, NotAfter: ca.Cert.NotAfter})
 	tmpl.MaxPathLen, tmpl.MaxPathLenZero = 0, true
+	cert, err := create(tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
 	return &CA{
-		Cert:    create(t, tmpl, ca.Cert, &key.PublicKey, ca.Key),
+		Cert:    cert,
 		Key:     key,
 		parents: append([]*x509.Certificate{ca.Cert}, ca.parents...),
-	}
+	}, nil
 }
 
 // Leaf issues a code-signing leaf, valid as v says (zero: an hour ago
 // until three days on), and returns its chain.
-func (ca *CA) Leaf(t testing.TB, v Validity) *Chain {
-	t.Helper()
-	return ca.LeafWithKey(t, newKey(t), v)
+func (ca *CA) Leaf(v Validity) (*Chain, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	return ca.LeafWithKey(key, v)
 }
 
 // LeafWithKey is Leaf for an existing key: tests reissue a signature's
 // leaf with another validity.
-func (ca *CA) LeafWithKey(t testing.TB, key *ecdsa.PrivateKey, v Validity) *Chain {
-	t.Helper()
+func (ca *CA) LeafWithKey(key *ecdsa.PrivateKey, v Validity) (*Chain, error) {
 	if v == (Validity{}) {
 		v = defaultValidity()
 	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: "AWS Signer", OrganizationalUnit: []string{"AWS Cryptography"}, Organization: []string{"AWS"}, Locality: []string{"Seattle"}, Province: []string{"WA"}, Country: []string{"US"}},
 		NotBefore:             v.NotBefore,
 		NotAfter:              v.NotAfter,
@@ -93,8 +110,11 @@ func (ca *CA) LeafWithKey(t testing.TB, key *ecdsa.PrivateKey, v Validity) *Chai
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
 		BasicConstraintsValid: true,
 	}
-	leaf := create(t, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	return &Chain{Certs: append([]*x509.Certificate{leaf, ca.Cert}, ca.parents...), Key: key}
+	leaf, err := create(tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Certs: append([]*x509.Certificate{leaf, ca.Cert}, ca.parents...), Key: key}, nil
 }
 
 // PEM is the CA certificate, PEM-encoded.
@@ -114,36 +134,25 @@ func caTemplate(commonName string, v Validity) *x509.Certificate {
 	}
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
+func newKey() (*ecdsa.PrivateKey, error) {
+	return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 }
 
-func serial(t testing.TB) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+func serial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }
 
-func create(t testing.TB, tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, key *ecdsa.PrivateKey) *x509.Certificate {
-	t.Helper()
+func create(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, key *ecdsa.PrivateKey) (*x509.Certificate, error) {
 	if tmpl.SerialNumber == nil || tmpl.SerialNumber.Sign() == 0 || tmpl.IsCA {
-		tmpl.SerialNumber = serial(t)
+		sn, err := serial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl.SerialNumber = sn
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return x509.ParseCertificate(der)
 }

@@ -3,6 +3,7 @@ package awssigner_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -30,8 +31,8 @@ import (
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
-	"github.com/signet-dev/signet/pkg/policy/verify/awssigner/internal/testpki"
 	signertest "github.com/signet-dev/signet/test/servers/signer"
+	"github.com/signet-dev/signet/test/signerpki"
 	"github.com/signet-dev/signet/test/stack"
 )
 
@@ -70,10 +71,10 @@ type fixture struct {
 	rootsFile string
 	roots     *awssigner.Roots
 
-	commercialRoot, govRoot *testpki.CA
-	commercialCA            *testpki.CA
-	commercial, govcloud    *testpki.Chain
-	foreign                 *testpki.Chain
+	commercialRoot, govRoot *signerpki.CA
+	commercialCA            *signerpki.CA
+	commercial, govcloud    *signerpki.Chain
+	foreign                 *signerpki.Chain
 }
 
 func setup(t *testing.T) *fixture {
@@ -90,12 +91,12 @@ func setup(t *testing.T) *fixture {
 	f.clients = awsclient.NewSignerClients(cfg)
 	f.registry = oci.New(oci.Options{})
 
-	f.commercialRoot = testpki.NewRoot(t, "Signet Test Signer Code Signing Root CA G1")
-	f.commercialCA = f.commercialRoot.Intermediate(t, "Signet Test Signer us-west-2 Code Signing CA G1")
-	f.commercial = f.commercialCA.Leaf(t, testpki.Validity{})
-	f.govRoot = testpki.NewRoot(t, "Signet Test Signer Code Signing GovCloud (US) Root CA G1")
-	f.govcloud = f.govRoot.Intermediate(t, "Signet Test Signer us-gov-west-1 Code Signing CA G1").Leaf(t, testpki.Validity{})
-	f.foreign = testpki.NewRoot(t, "Foreign Root CA").Intermediate(t, "Foreign Code Signing CA").Leaf(t, testpki.Validity{})
+	f.commercialRoot = newRoot(t, "Signet Test Signer Code Signing Root CA G1")
+	f.commercialCA = newIntermediate(t, f.commercialRoot, "Signet Test Signer us-west-2 Code Signing CA G1")
+	f.commercial = newLeaf(t, f.commercialCA, signerpki.Validity{})
+	f.govRoot = newRoot(t, "Signet Test Signer Code Signing GovCloud (US) Root CA G1")
+	f.govcloud = newLeaf(t, newIntermediate(t, f.govRoot, "Signet Test Signer us-gov-west-1 Code Signing CA G1"), signerpki.Validity{})
+	f.foreign = newLeaf(t, newIntermediate(t, newRoot(t, "Foreign Root CA"), "Foreign Code Signing CA"), signerpki.Validity{})
 
 	f.rootsFile = filepath.Join(t.TempDir(), "roots.pem")
 	if err := os.WriteFile(f.rootsFile, append(f.commercialRoot.PEM(), f.govRoot.PEM()...), 0o600); err != nil {
@@ -129,11 +130,11 @@ func (f *fixture) verifier(t *testing.T, checker *awssigner.RevocationChecker, m
 }
 
 // attrs are AWS Signer's attributes for a new signing job of version.
-func attrs(version string) testpki.Attributes {
+func attrs(version string) signerpki.Attributes {
 	a, _ := strings.CutPrefix(version, "arn:")
 	partition, rest, _ := strings.Cut(a, ":signer:")
 	region, _, _ := strings.Cut(rest, ":")
-	return testpki.Attributes{
+	return signerpki.Attributes{
 		ProfileVersionARN: version,
 		JobARN:            "arn:" + partition + ":signer:" + region + ":" + account + ":/signing-jobs/" + randomHex(8) + "-" + randomHex(4),
 	}
@@ -185,7 +186,7 @@ func (f *fixture) signatures(t *testing.T, ref name.Digest, st storage) registry
 }
 
 // sign signs ref as AWS Signer does and stores the signature as st says.
-func (f *fixture) sign(t *testing.T, ref name.Digest, chain *testpki.Chain, mediaType string, a testpki.Attributes, st storage) {
+func (f *fixture) sign(t *testing.T, ref name.Digest, chain *signerpki.Chain, mediaType string, a signerpki.Attributes, st storage) {
 	t.Helper()
 	if err := chain.Sign(context.Background(), f.signatures(t, ref, st), ref.DigestStr(), mediaType, a); err != nil {
 		t.Fatalf("signing %s: %v", ref, err)
@@ -262,6 +263,43 @@ func (f *fixture) pushLegacy(t *testing.T, ref name.Digest, mediaType string, en
 		t.Fatal(err)
 	}
 	if err := repo.PushReference(ctx, content.NewDescriptorFromBytes(ocispec.MediaTypeImageIndex, index), bytes.NewReader(index), oci.ReferrersTag(d)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newRoot, newIntermediate, newLeaf and newLeafWithKey are signerpki's
+// constructors that fail t on error.
+func newRoot(t testing.TB, commonName string) *signerpki.CA {
+	t.Helper()
+	ca, err := signerpki.NewRoot(commonName)
+	must(t, err)
+	return ca
+}
+
+func newIntermediate(t testing.TB, parent *signerpki.CA, commonName string) *signerpki.CA {
+	t.Helper()
+	ca, err := parent.Intermediate(commonName)
+	must(t, err)
+	return ca
+}
+
+func newLeaf(t testing.TB, ca *signerpki.CA, v signerpki.Validity) *signerpki.Chain {
+	t.Helper()
+	c, err := ca.Leaf(v)
+	must(t, err)
+	return c
+}
+
+func newLeafWithKey(t testing.TB, ca *signerpki.CA, key *ecdsa.PrivateKey, v signerpki.Validity) *signerpki.Chain {
+	t.Helper()
+	c, err := ca.LeafWithKey(key, v)
+	must(t, err)
+	return c
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
 		t.Fatal(err)
 	}
 }

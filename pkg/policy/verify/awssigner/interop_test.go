@@ -14,7 +14,7 @@ import (
 
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
-	"github.com/signet-dev/signet/pkg/policy/verify/awssigner/internal/testpki"
+	"github.com/signet-dev/signet/test/signerpki"
 )
 
 // notationCLI returns <repo>/bin/notation (the stack lives in <repo>/.stack);
@@ -42,7 +42,7 @@ func TestInteropWithNotationCLI(t *testing.T) {
 
 	// notation's configuration: one local key, the test PKI's leaf.
 	config := t.TempDir()
-	chain := f.commercialCA.Leaf(t, testpki.Validity{})
+	chain := newLeaf(t, f.commercialCA, signerpki.Validity{})
 	keyDER, err := x509.MarshalPKCS8PrivateKey(chain.Key)
 	if err != nil {
 		t.Fatal(err)

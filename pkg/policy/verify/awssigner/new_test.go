@@ -6,7 +6,6 @@ import (
 
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
-	"github.com/signet-dev/signet/pkg/policy/verify/awssigner/internal/testpki"
 )
 
 func pemOf(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
@@ -17,7 +16,7 @@ func TestNew(t *testing.T) {
 	if _, err := awssigner.NewRevocationChecker(awssigner.RevocationOptions{}); err == nil || err.Error() != "awssigner: RevocationOptions.Clients is required" {
 		t.Fatalf("NewRevocationChecker without clients: %v", err)
 	}
-	commercialOnly, err := awssigner.RootsFromPEM(testpki.NewRoot(t, "Test Root").PEM())
+	commercialOnly, err := awssigner.RootsFromPEM(newRoot(t, "Test Root").PEM())
 	if err != nil {
 		t.Fatal(err)
 	}

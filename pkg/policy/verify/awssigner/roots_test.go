@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
-	"github.com/signet-dev/signet/pkg/policy/verify/awssigner/internal/testpki"
+	"github.com/signet-dev/signet/test/signerpki"
 )
 
 // TestDefaultRootsFingerprints pins the embedded roots to the fingerprints
@@ -36,8 +36,8 @@ func TestDefaultRootsFingerprints(t *testing.T) {
 
 // TestLoadRoots: a replacement file sorts GovCloud roots into their own store.
 func TestLoadRoots(t *testing.T) {
-	commercial := testpki.NewRoot(t, "Rotated Signer Code Signing Root CA G2")
-	gov := testpki.NewRoot(t, "Rotated Signer Code Signing GovCloud (US) Root CA G2")
+	commercial := newRoot(t, "Rotated Signer Code Signing Root CA G2")
+	gov := newRoot(t, "Rotated Signer Code Signing GovCloud (US) Root CA G2")
 	path := filepath.Join(t.TempDir(), "roots.pem")
 	if err := os.WriteFile(path, append(gov.PEM(), commercial.PEM()...), 0o600); err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestLoadRoots(t *testing.T) {
 
 	for name, content := range map[string]string{
 		"empty.pem": "",
-		"leaf.pem":  string(pemOf(testpki.NewRoot(t, "Issuer").Leaf(t, testpki.Validity{}).Certs[0].Raw)),
+		"leaf.pem":  string(pemOf(newLeaf(t, newRoot(t, "Issuer"), signerpki.Validity{}).Certs[0].Raw)),
 	} {
 		p := filepath.Join(t.TempDir(), name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
-	"github.com/signet-dev/signet/pkg/policy/verify/awssigner/internal/testpki"
+	"github.com/signet-dev/signet/test/signerpki"
 )
 
 // want is a case's expected result.
@@ -33,7 +33,7 @@ func verified(signer string) want { return want{reason: policy.ReasonVerified, s
 func TestVerify(t *testing.T) {
 	f := setup(t)
 	checker := f.checker(t, 0)
-	rootSubject := func(ca *testpki.CA) string { return ca.Cert.Subject.String() }
+	rootSubject := func(ca *signerpki.CA) string { return ca.Cert.Subject.String() }
 
 	for _, tc := range []struct {
 		name     string
@@ -134,8 +134,8 @@ func TestVerify(t *testing.T) {
 	}, {
 		name: "revoked certificate", profiles: []string{profileARN}, referrers: true,
 		arrange: func(t *testing.T, ref name.Digest, _ ocispec.Descriptor) want {
-			ca := f.commercialRoot.Intermediate(t, "Signet Test Signer eu-west-1 Code Signing CA G1")
-			f.sign(t, ref, ca.Leaf(t, testpki.Validity{}), jwsType, attrs(versionARN), referrersAPI)
+			ca := newIntermediate(t, f.commercialRoot, "Signet Test Signer eu-west-1 Code Signing CA G1")
+			f.sign(t, ref, newLeaf(t, ca, signerpki.Validity{}), jwsType, attrs(versionARN), referrersAPI)
 			// AWS Signer's identifier of the intermediate: its TBS hash, then its issuer's.
 			f.signer.RevokeCertificate(tbsHash(ca.Cert) + tbsHash(f.commercialRoot.Cert))
 			return want{policy.ReasonRevoked, fmt.Sprintf("revoked in AWS Signer: certificate %q", ca.Cert.Subject.String()), versionARN}
@@ -144,7 +144,7 @@ func TestVerify(t *testing.T) {
 		name: "expired signature", profiles: []string{profileARN},
 		arrange: func(t *testing.T, ref name.Digest, _ ocispec.Descriptor) want {
 			now := time.Now()
-			leaf := f.commercialCA.Leaf(t, testpki.Validity{NotBefore: now.Add(-3 * time.Hour), NotAfter: now.Add(72 * time.Hour)})
+			leaf := newLeaf(t, f.commercialCA, signerpki.Validity{NotBefore: now.Add(-3 * time.Hour), NotAfter: now.Add(72 * time.Hour)})
 			a := attrs(versionARN)
 			a.SigningTime, a.Expiry = now.Add(-2*time.Hour), time.Hour
 			f.sign(t, ref, leaf, jwsType, a, tagSchema)
@@ -155,7 +155,7 @@ func TestVerify(t *testing.T) {
 		arrange: func(t *testing.T, ref name.Digest, _ ocispec.Descriptor) want {
 			now := time.Now()
 			// AWS Signer leaves live three days; signatures much longer.
-			leaf := f.commercialCA.Leaf(t, testpki.Validity{NotBefore: now.Add(-96 * time.Hour), NotAfter: now.Add(-24 * time.Hour)})
+			leaf := newLeaf(t, f.commercialCA, signerpki.Validity{NotBefore: now.Add(-96 * time.Hour), NotAfter: now.Add(-24 * time.Hour)})
 			a := attrs(versionARN)
 			a.SigningTime = now.Add(-48 * time.Hour)
 			f.sign(t, ref, leaf, jwsType, a, referrersAPI)
@@ -170,7 +170,7 @@ func TestVerify(t *testing.T) {
 			a := attrs(versionARN)
 			a.SigningTime = time.Now().Add(-time.Minute).Truncate(time.Second)
 			env := envelope(t, f.commercial, desc, jwsType, a)
-			later := f.commercialCA.LeafWithKey(t, f.commercial.Key, testpki.Validity{NotBefore: time.Now().Add(time.Hour).Truncate(time.Second), NotAfter: time.Now().Add(72 * time.Hour).Truncate(time.Second)})
+			later := newLeafWithKey(t, f.commercialCA, f.commercial.Key, signerpki.Validity{NotBefore: time.Now().Add(time.Hour).Truncate(time.Second), NotAfter: time.Now().Add(72 * time.Hour).Truncate(time.Second)})
 			f.push(t, ref, desc, jwsType, replaceJWSLeaf(t, env, later.Certs[0].Raw), referrersAPI)
 			leaf := later.Certs[0]
 			return want{reason: policy.ReasonExpired, cause: fmt.Sprintf("certificate %q was not valid at the signing time %s (valid %s to %s)",
@@ -287,7 +287,7 @@ func TestVerify(t *testing.T) {
 }
 
 // envelope is an AWS Signer-shaped envelope for target.
-func envelope(t *testing.T, chain *testpki.Chain, target ocispec.Descriptor, mediaType string, a testpki.Attributes) []byte {
+func envelope(t *testing.T, chain *signerpki.Chain, target ocispec.Descriptor, mediaType string, a signerpki.Attributes) []byte {
 	t.Helper()
 	env, err := chain.Envelope(target, mediaType, a)
 	if err != nil {
