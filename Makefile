@@ -36,6 +36,10 @@ test: tools test-tools stack-up ## Run every test (unit, integration, e2e) again
 
 ##@ Development
 
+.PHONY: bench
+bench: ## Go benchmarks of the hot paths (warm admission, glob matching, cached verification).
+	go test -run '^$$' -bench . -benchmem -count 5 ./pkg/policy/ ./pkg/admission/
+
 .PHONY: build
 build: ## Build the webhook binary into ./bin.
 	CGO_ENABLED=0 go build -o $(BIN)/webhook ./cmd/webhook

@@ -36,7 +36,7 @@ func (v *countingVerifier) Verify(ctx context.Context, img Image) Result {
 func (v *countingVerifier) Identity() string { return "test:" + string(v.reason) }
 func (v *countingVerifier) Describe() string { return "test key" }
 
-func testImage(t *testing.T, n byte) Image {
+func testImage(t testing.TB, n byte) Image {
 	t.Helper()
 	hex := ""
 	for i := 0; i < 64; i++ {
