@@ -191,46 +191,17 @@ spec:
 // and registers it for Pods and Deployments in the demo namespace. The
 // webhook trusts the AWS Signer roots in signerRoots (a PEM file).
 func (d *demo) startWebhook(kubeconfig, signerRoots string) (func(), error) {
-	dir, err := os.MkdirTemp("", "signet-demo-")
-	if err != nil {
-		return nil, err
-	}
 	bin := filepath.Join(d.root, "bin", "webhook")
 	if err := d.show("go", "build", "-o", bin, "./cmd/webhook"); err != nil {
 		return nil, err
 	}
-	caPEM, err := fixtures.ServingCert(dir)
+	w, err := fixtures.StartWebhook(bin, kubeconfig, filepath.Join(d.root, ".stack", "logs", "demo-webhook.log"),
+		"--aws-signer-roots="+signerRoots, "--no-match-policy=allow")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := fixtures.FreePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	log, err := os.Create(filepath.Join(d.root, ".stack", "logs", "demo-webhook.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cert-dir="+dir,
-		fmt.Sprintf("--webhook-port=%d", ports[0]),
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
-		"--aws-signer-roots="+signerRoots,
-		"--no-match-policy=allow")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	fmt.Printf("webhook listening on https://127.0.0.1:%d (log: %s)\n", ports[0], log.Name())
-	stop := func() {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-		os.RemoveAll(dir)
-	}
-	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
-		stop()
-		return nil, fmt.Errorf("webhook did not become ready: %v (log: %s)", err, log.Name())
-	}
+	fmt.Printf("webhook listening on %s (log: %s)\n", w.URL(""), w.Log)
+	stop := w.Stop
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		stop()
@@ -245,9 +216,9 @@ func (d *demo) startWebhook(kubeconfig, signerRoots string) (func(), error) {
 	none := admissionregistrationv1.SideEffectClassNone
 	timeout := int32(10)
 	hook := func(name, path, group string, resources ...string) admissionregistrationv1.ValidatingWebhook {
-		url := fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], path)
+		url := w.URL(path)
 		return admissionregistrationv1.ValidatingWebhook{
-			Name: name, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
+			Name: name, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources},

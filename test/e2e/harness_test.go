@@ -41,7 +41,7 @@ type harness struct {
 	alias   string // KMS alias of the signing key
 	exempt  string // a judged-looking namespace listed in --exempt-namespaces
 	metrics string // the webhook's /metrics URL
-	webhook *exec.Cmd
+	webhook *fixtures.Webhook
 }
 
 var (
@@ -81,7 +81,7 @@ func start(t *testing.T) (*harness, error) {
 		return nil, err
 	}
 
-	// The webhook binary, with a serving certificate for 127.0.0.1.
+	// The webhook binary, built for this run, serving TLS on 127.0.0.1.
 	dir, err := os.MkdirTemp("", "signet-e2e-")
 	if err != nil {
 		return nil, err
@@ -90,36 +90,16 @@ func start(t *testing.T) (*harness, error) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	caPEM, err := fixtures.ServingCert(dir)
-	if err != nil {
-		return nil, err
-	}
-	ports, err := fixtures.FreePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	log, err := os.Create(filepath.Join(env.Dir, "logs", "e2e-webhook.log"))
-	if err != nil {
-		return nil, err
-	}
-	h.webhook = exec.Command(bin,
-		"--kubeconfig="+env.Kubeconfig, "--cert-dir="+dir,
-		fmt.Sprintf("--webhook-port=%d", ports[0]),
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+	h.webhook, err = fixtures.StartWebhook(bin, env.Kubeconfig, filepath.Join(env.Dir, "logs", "e2e-webhook.log"),
 		"--no-match-policy=allow",
 		"--exempt-namespaces=kube-system,"+h.exempt,
 		"--webhook-timeout=10s",
 	)
-	h.webhook.Stdout, h.webhook.Stderr = log, log
-	if err := h.webhook.Start(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
-		return nil, fmt.Errorf("webhook not ready: %v (log: %s)", err, log.Name())
-	}
-	h.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
-	if err := h.register(t, ports[0], caPEM); err != nil {
+	h.metrics = h.webhook.MetricsURL
+	if err := h.register(t, h.webhook.Port, h.webhook.CABundle); err != nil {
 		return nil, err
 	}
 

@@ -26,43 +26,21 @@ func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, fla
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	caPEM, err := fixtures.ServingCert(dir)
+	args := append([]string{fmt.Sprintf("--webhook-timeout=%ds", timeoutSeconds)}, flags...)
+	w, err := fixtures.StartWebhook(bin, h.env.Kubeconfig, filepath.Join(h.env.Dir, "logs", "e2e-webhook-"+label+".log"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := fixtures.FreePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.Create(filepath.Join(h.env.Dir, "logs", "e2e-webhook-"+label+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{
-		"--kubeconfig=" + h.env.Kubeconfig, "--cert-dir=" + dir,
-		fmt.Sprintf("--webhook-port=%d", ports[0]),
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
-		fmt.Sprintf("--webhook-timeout=%ds", timeoutSeconds),
-	}, flags...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	if err := fixtures.WaitOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
-		t.Fatalf("webhook %s not ready: %v (log %s)", label, err, log.Name())
-	}
+	t.Cleanup(w.Stop)
 
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.PathPods)
+	url := w.URL(admission.PathPods)
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%s-%d", label, os.Getpid())},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name:         "pods.signet.dev",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},

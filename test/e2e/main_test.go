@@ -17,8 +17,7 @@ func TestMain(m *testing.M) {
 		name := fmt.Sprintf("signet-e2e-%d", os.Getpid())
 		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
 		_ = shared.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = shared.webhook.Process.Kill()
-		_, _ = shared.webhook.Process.Wait()
+		shared.webhook.Stop()
 	}
 	os.Exit(code)
 }
