@@ -155,7 +155,8 @@ func readEnvFile(path string) (map[string]string, error) {
 }
 
 // InstallCRD applies the generated ClusterImagePolicy CRD (server-side, so
-// it is idempotent across tests) and waits until the API serves it.
+// it is idempotent across tests) and waits until it is Established and its
+// group version is served (Established can precede discovery by a moment).
 func (e *Env) InstallCRD(t testing.TB) {
 	t.Helper()
 	cfg := e.RESTConfig(t)
@@ -184,7 +185,9 @@ func (e *Env) InstallCRD(t testing.TB) {
 		if err == nil {
 			for _, c := range got.Status.Conditions {
 				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-					return
+					if _, err = cs.Discovery().ServerResourcesForGroupVersion("signet.dev/v1alpha1"); err == nil {
+						return
+					}
 				}
 			}
 		}

@@ -9,17 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 	"github.com/signet-dev/signet/test/stack"
@@ -38,39 +33,12 @@ var (
 // waits until it is established and served, and returns a typed client.
 func installCRD(t *testing.T) client.Client {
 	t.Helper()
-	ctx := t.Context()
-	cfg := stack.Load(t).RESTConfig(t)
+	env := stack.Load(t)
+	env.InstallCRD(t)
+	cfg := env.RESTConfig(t)
 	// The table tests send a request per case; client-go's default of 5
 	// requests a second would make them wait, not the API server.
 	cfg.QPS, cfg.Burst = 100, 200
-
-	raw, err := os.ReadFile(filepath.Join(crdDir, crdFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &apiextensionsv1.CustomResourceDefinition{}
-	if err := yaml.UnmarshalStrict(raw, want); err != nil {
-		t.Fatalf("%s: %v", crdFile, err)
-	}
-	crds := apiextensions.NewForConfigOrDie(cfg).ApiextensionsV1().CustomResourceDefinitions()
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		got, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = crds.Create(ctx, want, metav1.CreateOptions{})
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		got.Spec = want.Spec
-		got.Labels, got.Annotations = want.Labels, want.Annotations
-		_, err = crds.Update(ctx, got, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("installing the CRD: %v", err)
-	}
-
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -79,30 +47,7 @@ func installCRD(t *testing.T) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Established can precede the resource being served by a moment.
-		if established(got) && c.List(ctx, &v1alpha1.ClusterImagePolicyList{}, client.Limit(1)) == nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the CRD %s was not established and served within 30s; conditions: %+v", want.Name, got.Status.Conditions)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established {
-			return c.Status == apiextensionsv1.ConditionTrue
-		}
-	}
-	return false
+	return c
 }
 
 func TestSamplesAreAccepted(t *testing.T) {
