@@ -59,12 +59,11 @@ func (o *verifyOptions) validate(images []string) error {
 	default:
 		errs = append(errs, fmt.Errorf("--output %q: must be text or json", o.output))
 	}
-	switch o.noMatch {
-	case "":
+	if o.noMatch == "" {
 		o.noMatch = policy.NoMatchDeny
-	case policy.NoMatchAllow, policy.NoMatchWarn, policy.NoMatchDeny:
-	default:
-		errs = append(errs, fmt.Errorf("--no-match-policy %q: must be allow, warn or deny", o.noMatch))
+	}
+	if err := o.noMatch.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %s: must be positive", o.timeout))

@@ -100,7 +100,7 @@ func run(args []string) error {
 		Engine: &policy.Engine{
 			Cache:    cache,
 			Resolver: verifiers.Registry,
-			NoMatch:  policy.NoMatchPolicy(opts.NoMatchPolicy),
+			NoMatch:  opts.NoMatchPolicy,
 			Observer: metrics,
 		},
 		Policies:      func() []*policy.Policy { return policies.Snapshot().Policies },

@@ -7,16 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
-)
 
-// NoMatchPolicy decides images that no ClusterImagePolicy governs.
-type NoMatchPolicy string
-
-// The no-match policies.
-const (
-	NoMatchAllow NoMatchPolicy = "allow"
-	NoMatchWarn  NoMatchPolicy = "warn"
-	NoMatchDeny  NoMatchPolicy = "deny"
+	"github.com/signet-dev/signet/pkg/policy"
 )
 
 // Options is the webhook's whole configuration. Flags bind to it; Validate
@@ -31,7 +23,7 @@ type Options struct {
 	// NoMatchPolicy defaults to warn: installing Signet must not stop
 	// Pods that no policy covers yet; admins switch to deny once their
 	// policies cover every registry they run images from.
-	NoMatchPolicy NoMatchPolicy
+	NoMatchPolicy policy.NoMatchPolicy
 	// ExemptNamespaces are never judged. The webhook's own namespace is
 	// added so Signet can always restart itself.
 	ExemptNamespaces []string
@@ -82,7 +74,7 @@ func NewOptions() *Options {
 		CertDir:                "/tmp/k8s-webhook-server/serving-certs",
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
-		NoMatchPolicy:          NoMatchWarn,
+		NoMatchPolicy:          policy.NoMatchWarn,
 		WebhookTimeout:         10 * time.Second,
 		ExemptNamespaces:       exempt,
 		DigestPinning:          true,
@@ -97,7 +89,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz.")
 	fs.Func("no-match-policy", "What to do with images no ClusterImagePolicy governs: allow, warn or deny (default warn).", func(s string) error {
-		o.NoMatchPolicy = NoMatchPolicy(s)
+		o.NoMatchPolicy = policy.NoMatchPolicy(s)
 		return nil
 	})
 	fs.Func("exempt-namespaces", "Comma-separated namespaces never judged (default: kube-system,kube-public,kube-node-lease and $POD_NAMESPACE).", func(s string) error {
@@ -119,10 +111,8 @@ func (o *Options) Validate() error {
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir: must not be empty"))
 	}
-	switch o.NoMatchPolicy {
-	case NoMatchAllow, NoMatchWarn, NoMatchDeny:
-	default:
-		errs = append(errs, fmt.Errorf("--no-match-policy %q: must be allow, warn or deny", o.NoMatchPolicy))
+	if err := o.NoMatchPolicy.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, ns := range o.ExemptNamespaces {
 		if ns == "" || strings.ContainsAny(ns, " /") {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/signet-dev/signet/pkg/policy"
 )
 
 func TestOptionsDefaults(t *testing.T) {
@@ -22,7 +24,7 @@ func TestOptionsDefaults(t *testing.T) {
 			t.Fatalf("ExemptNamespaces = %v, want %v", o.ExemptNamespaces, want)
 		}
 	}
-	if o.WebhookPort != 9443 || o.NoMatchPolicy != NoMatchWarn || o.VerifyTimeout != 0 || !o.DigestPinning {
+	if o.WebhookPort != 9443 || o.NoMatchPolicy != policy.NoMatchWarn || o.VerifyTimeout != 0 || !o.DigestPinning {
 		t.Fatalf("unexpected defaults: %+v", o)
 	}
 }
@@ -42,7 +44,7 @@ func TestOptionsFlags(t *testing.T) {
 				"--verify-timeout=7s"},
 			check: func(t *testing.T, o *Options) {
 				if o.Kubeconfig != "/k" || o.WebhookPort != 8443 || o.CertDir != "/certs" || o.MetricsBindAddress != "0" ||
-					o.HealthProbeBindAddress != ":9000" || o.NoMatchPolicy != NoMatchDeny || o.VerifyTimeout != 7*time.Second {
+					o.HealthProbeBindAddress != ":9000" || o.NoMatchPolicy != policy.NoMatchDeny || o.VerifyTimeout != 7*time.Second {
 					t.Fatalf("flags not bound: %+v", o)
 				}
 				if got := o.ExemptNamespaces; len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {

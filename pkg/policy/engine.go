@@ -23,6 +23,16 @@ const (
 	NoMatchDeny  NoMatchPolicy = "deny"
 )
 
+// Validate reports whether p is one of the no-match policies, with the
+// message both the webhook's and the CLI's --no-match-policy flag print.
+func (p NoMatchPolicy) Validate() error {
+	switch p {
+	case NoMatchAllow, NoMatchWarn, NoMatchDeny:
+		return nil
+	}
+	return fmt.Errorf("--no-match-policy %q: must be allow, warn or deny", string(p))
+}
+
 // Resolver resolves a tag to the digest it points at now. Signatures bind
 // digests, so a tag is resolved once per decision and the digest is what
 // gets verified (and what admission pins).
