@@ -3,12 +3,14 @@ package policy
 import (
 	"context"
 	"errors"
+	"time"
+
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 )
@@ -51,7 +53,15 @@ type Engine struct {
 	ParseOptions []name.Option
 	// Observer, when set, is told about every verification (metrics).
 	Observer Observer
+
+	// resolving shares a tag resolution among concurrent admissions of the
+	// same tag (a rollout), so the registry sees one HEAD, not one per Pod.
+	resolving singleflight.Group
 }
+
+// resolveTimeout bounds a shared tag resolution, which outlives the caller
+// that started it so that the others still get its answer.
+const resolveTimeout = 10 * time.Second
 
 // ImageRef is one image of the object being judged.
 type ImageRef struct {
@@ -185,7 +195,22 @@ func (e *Engine) resolve(ctx context.Context, ref name.Reference, kc authn.Keych
 	if e.Resolver == nil {
 		return name.Digest{}, fmt.Errorf("cannot resolve tag %q: no resolver", ref.Identifier())
 	}
-	d, err := e.Resolver.Resolve(ctx, ref, kc)
+	ch := e.resolving.DoChan(ref.String(), func() (any, error) {
+		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
+		defer cancel()
+		return e.Resolver.Resolve(work, ref, kc)
+	})
+	var d name.Digest
+	var err error
+	select {
+	case res := <-ch:
+		err = res.Err
+		if err == nil {
+			d = res.Val.(name.Digest)
+		}
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return name.Digest{}, fmt.Errorf("verification did not finish in time: the registry did not resolve tag %q", ref.Identifier())

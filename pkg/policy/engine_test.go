@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -274,5 +276,44 @@ func TestSelectorsScopePolicies(t *testing.T) {
 		if d.Images[0].Verdict != tt.want {
 			t.Errorf("ns %v obj %v: %s, want %s", tt.ns, tt.obj, d.Images[0].Verdict, tt.want)
 		}
+	}
+}
+
+// gatedResolver counts resolutions and holds them until released.
+type gatedResolver struct {
+	calls atomic.Int32
+	gate  chan struct{}
+}
+
+func (r *gatedResolver) Resolve(_ context.Context, ref name.Reference, _ authn.Keychain) (name.Digest, error) {
+	r.calls.Add(1)
+	<-r.gate
+	return ref.Context().Digest(dA), nil
+}
+
+func TestConcurrentAdmissionsOfOneTagResolveItOnce(t *testing.T) {
+	f := newFixture()
+	policies := compileAll(t, f, cip("prod", v1alpha1.ModeEnforce, []string{reg + "/**"}, kmsAuth("ci-kms", "awskms:///alias/cosign")))
+	r := &gatedResolver{gate: make(chan struct{})}
+	e := &Engine{Cache: NewVerdictCache(CacheOptions{}), Resolver: r}
+	var wg sync.WaitGroup
+	var denied atomic.Int32
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !e.Evaluate(context.Background(), policies, Request{Images: []ImageRef{{Ref: reg + "/app:v1"}}}).Allowed() {
+				denied.Add(1)
+			}
+		}()
+	}
+	for r.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let the other admissions join
+	close(r.gate)
+	wg.Wait()
+	if r.calls.Load() != 1 || denied.Load() != 0 {
+		t.Fatalf("50 concurrent admissions of one tag: %d resolutions, %d denied; want 1 and 0", r.calls.Load(), denied.Load())
 	}
 }
