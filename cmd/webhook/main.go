@@ -4,12 +4,20 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -21,6 +29,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/signet-dev/signet/internal/webhookcert"
 	"github.com/signet-dev/signet/pkg/admission"
 	admissionmetrics "github.com/signet-dev/signet/pkg/admission/metrics"
 	"github.com/signet-dev/signet/pkg/policy"
@@ -37,6 +46,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "uninstall" {
+		return uninstall(args[1:])
+	}
 	opts := NewOptions()
 	zapOpts := zap.Options{}
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
@@ -62,18 +74,27 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	certs, err := certManager(cfg, opts)
+	if err != nil {
+		return err
+	}
+	serverOpts := webhook.Options{Port: opts.WebhookPort, CertDir: opts.CertDir}
+	if certs != nil {
+		// Built-in certificates are served from memory; otherwise the
+		// server watches CertDir and serves rotated files without a restart.
+		serverOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress: opts.HealthProbeBindAddress,
-		// The webhook server watches CertDir: rotated certificates are
-		// served without a restart.
-		WebhookServer: webhook.NewServer(webhook.Options{Port: opts.WebhookPort, CertDir: opts.CertDir}),
+		PprofBindAddress:       opts.PprofBindAddress,
+		WebhookServer:          webhook.NewServer(serverOpts),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	ctx := ctrl.SetupSignalHandler()
+	ctx, draining := shutdownContext(opts.ShutdownDelay)
 	// Signet's metrics sit on controller-runtime's registry, beside its
 	// webhook latency metrics, on --metrics-bind-address.
 	metrics, err := admissionmetrics.New(ctrlmetrics.Registry)
@@ -85,7 +106,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	cache := policy.NewVerdictCache(policy.CacheOptions{})
+	cache := policy.NewVerdictCache(policy.CacheOptions{
+		PositiveTTL: opts.CacheVerifiedTTL,
+		NegativeTTL: opts.CacheDeniedTTL,
+		MaxEntries:  opts.CacheMaxEntries,
+	})
 	if err := metrics.Collect(cache, verifiers.Revocations); err != nil {
 		return err
 	}
@@ -127,7 +152,25 @@ func run(args []string) error {
 	if err := mgr.AddReadyzCheck("policies", func(req *http.Request) error { return policies.Synced(req.Context()) }); err != nil {
 		return err
 	}
-	log.Info("starting", "webhookPort", opts.WebhookPort, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
+	if certs != nil {
+		if err := mgr.Add(certs); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("certificates", certs.Ready); err != nil {
+			return err
+		}
+	}
+	// During --shutdown-delay the replica reports not-ready, so it leaves
+	// the Service's endpoints while it still answers.
+	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	log.Info("starting", "webhookPort", opts.WebhookPort, "certManagement", opts.CertManagement, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
 	return mgr.Start(ctx)
 }
 
@@ -142,6 +185,53 @@ func registerWebhooks(srv webhook.Server, scheme *runtime.Scheme, opts *Options,
 		pin = nil
 	}
 	admission.RegisterPinning(srv, scheme, pin)
+}
+
+// certManager returns the built-in certificate manager, or nil when the
+// certificate comes from --cert-dir.
+func certManager(cfg *rest.Config, opts *Options) (*webhookcert.Manager, error) {
+	if opts.CertManagement != CertBuiltin {
+		return nil, nil
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return webhookcert.New(webhookcert.Config{
+		Client:       cs,
+		Namespace:    opts.Namespace,
+		Secret:       opts.CertSecret,
+		Hosts:        opts.CertDNSNames,
+		Validating:   opts.ValidatingWebhookConfiguration,
+		Mutating:     opts.MutatingWebhookConfiguration,
+		CAValidity:   opts.CAValidity,
+		CertValidity: opts.CertValidity,
+		Log:          ctrl.Log.WithName("certificates"),
+	})
+}
+
+// shutdownContext is cancelled --shutdown-delay after the first SIGTERM or
+// SIGINT; until then draining is true and the webhook keeps answering. A
+// second signal exits at once.
+func shutdownContext(delay time.Duration) (context.Context, *atomic.Bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	draining := &atomic.Bool{}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-signals
+		draining.Store(true)
+		ctrl.Log.WithName("setup").Info("signal received: draining before shutdown", "shutdownDelay", delay)
+		select {
+		case <-time.After(delay):
+		case <-signals:
+			os.Exit(1)
+		}
+		cancel()
+		<-signals
+		os.Exit(1)
+	}()
+	return ctx, draining
 }
 
 func toSet(list []string) map[string]bool {

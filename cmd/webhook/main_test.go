@@ -45,7 +45,7 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 	}
 	cmd := exec.Command(bin,
 		"--kubeconfig="+env.Kubeconfig,
-		"--cert-dir="+certDir,
+		"--cert-dir="+certDir, "--cert-management=external", "--shutdown-delay=3s",
 		fmt.Sprintf("--webhook-port=%d", ports[0]),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
@@ -111,8 +111,32 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 		t.Errorf("no log line carries the request UID main-test-0001")
 	}
 
+	// SIGTERM starts the drain: not ready at once, still answering
+	// admissions until --shutdown-delay has passed.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])
+	drained := false
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && !drained; time.Sleep(50 * time.Millisecond) {
+		if r, err := http.Get(readyz + "?verbose"); err == nil {
+			body, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			drained = r.StatusCode != http.StatusOK && strings.Contains(string(body), "[-]shutdown failed")
+		}
+	}
+	if !drained {
+		t.Fatal("/readyz did not report the shutdown within 2s of SIGTERM")
+	}
+	resp, err = hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.PathPods), "application/json",
+		strings.NewReader(strings.Replace(review, "main-test-0001", "main-test-0002", 1)))
+	if err != nil {
+		t.Fatalf("admission refused while draining: %v", err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil || answer.Response.UID != "main-test-0002" {
+		t.Fatalf("review answer while draining %+v, %v", answer, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -127,6 +151,7 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 }
 
 func TestWebhookRejectsBadFlagsBeforeStarting(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "signet-system")
 	err := run([]string{"--no-match-policy=maybe", "--webhook-port=0"})
 	want := "--webhook-port 0: must be between 1 and 65535\n--no-match-policy \"maybe\": must be allow, warn or deny"
 	if err == nil || err.Error() != want {

@@ -41,7 +41,53 @@ type Options struct {
 	// verified by tag to repo:tag@digest, so the kubelet pulls exactly what
 	// was verified. On by default.
 	DigestPinning bool
+
+	// Namespace is the webhook's own namespace ($POD_NAMESPACE), where the
+	// built-in certificate management keeps its Secret.
+	Namespace string
+	// CertManagement is builtin (Signet creates its CA and serving
+	// certificate, injects the CA bundle and rotates both) or external
+	// (tls.crt/tls.key in CertDir come from elsewhere, e.g. cert-manager).
+	CertManagement CertManagement
+	// CertSecret names the Secret in Namespace holding the CA and serving
+	// certificate; every replica shares it.
+	CertSecret string
+	// CertDNSNames are the serving certificate's names: the Service's
+	// <svc>.<ns>.svc and <svc>.<ns>.svc.cluster.local.
+	CertDNSNames []string
+	// ValidatingWebhookConfiguration and MutatingWebhookConfiguration name
+	// the configurations whose caBundle the built-in management keeps
+	// current. The mutating one may be empty (digest pinning off).
+	ValidatingWebhookConfiguration string
+	MutatingWebhookConfiguration   string
+	// CAValidity and CertValidity are the lifetimes of the CA and the
+	// serving certificate; each is renewed when a third of it remains.
+	CAValidity   time.Duration
+	CertValidity time.Duration
+
+	// ShutdownDelay is how long the webhook keeps answering after SIGTERM
+	// while reporting not-ready, so the Service stops sending it requests
+	// before it stops listening.
+	ShutdownDelay time.Duration
+
+	// Cache bounds the verdict cache (see policy.CacheOptions).
+	CacheVerifiedTTL time.Duration
+	CacheDeniedTTL   time.Duration
+	CacheMaxEntries  int
+
+	// PprofBindAddress serves net/http/pprof; "0" (default) disables it.
+	PprofBindAddress string
 }
+
+// CertManagement says who provides the serving certificate.
+type CertManagement string
+
+const (
+	// CertBuiltin: the webhook manages its own CA and certificate.
+	CertBuiltin CertManagement = "builtin"
+	// CertExternal: the files in --cert-dir are provided (cert-manager).
+	CertExternal CertManagement = "external"
+)
 
 // verifyMargin is kept for decoding, the response and the network, so the
 // API server receives Signet's answer, not its own timeout.
@@ -66,7 +112,8 @@ var DefaultExemptNamespaces = []string{"kube-system", "kube-public", "kube-node-
 // through the downward API) names the webhook's own namespace.
 func NewOptions() *Options {
 	exempt := append([]string(nil), DefaultExemptNamespaces...)
-	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns != "" {
 		exempt = append(exempt, ns)
 	}
 	return &Options{
@@ -78,6 +125,20 @@ func NewOptions() *Options {
 		WebhookTimeout:         10 * time.Second,
 		ExemptNamespaces:       exempt,
 		DigestPinning:          true,
+
+		Namespace:                      ns,
+		CertManagement:                 CertBuiltin,
+		CertSecret:                     "signet-webhook-cert",
+		CertDNSNames:                   serviceDNSNames("signet-webhook", ns),
+		ValidatingWebhookConfiguration: "signet-validating",
+		MutatingWebhookConfiguration:   "signet-mutating",
+		CAValidity:                     5 * 365 * 24 * time.Hour,
+		CertValidity:                   365 * 24 * time.Hour,
+
+		CacheVerifiedTTL: 10 * time.Minute,
+		CacheDeniedTTL:   30 * time.Second,
+		CacheMaxEntries:  20000,
+		PprofBindAddress: "0",
 	}
 }
 
@@ -100,6 +161,26 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "Time one admission may spend verifying; 0 derives it from --webhook-timeout minus 2s.")
 	fs.BoolVar(&o.DigestPinning, "digest-pinning", o.DigestPinning, "Serve the mutating webhook that pins images verified by tag to repo:tag@digest; false leaves images as written.")
 	fs.DurationVar(&o.WebhookTimeout, "webhook-timeout", o.WebhookTimeout, "The timeoutSeconds of Signet's webhook configurations (the API server's limit).")
+
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "The webhook's own namespace, holding the certificate Secret (default $POD_NAMESPACE).")
+	fs.Func("cert-management", "Who provides the serving certificate: builtin (Signet creates, injects and rotates it) or external (files in --cert-dir, e.g. from cert-manager). Default builtin.", func(s string) error {
+		o.CertManagement = CertManagement(s)
+		return nil
+	})
+	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "Secret in --namespace holding the built-in CA and serving certificate.")
+	fs.Func("cert-dns-names", "Comma-separated DNS names of the serving certificate: the webhook Service's <svc>.<ns>.svc names.", func(s string) error {
+		o.CertDNSNames = splitList(s)
+		return nil
+	})
+	fs.StringVar(&o.ValidatingWebhookConfiguration, "validating-webhook-configuration", o.ValidatingWebhookConfiguration, "ValidatingWebhookConfiguration whose caBundle the built-in certificate management keeps current.")
+	fs.StringVar(&o.MutatingWebhookConfiguration, "mutating-webhook-configuration", o.MutatingWebhookConfiguration, "MutatingWebhookConfiguration whose caBundle is kept current; empty when digest pinning is not installed.")
+	fs.DurationVar(&o.CAValidity, "ca-validity", o.CAValidity, "Lifetime of the built-in CA; renewed when a third remains, the old CA stays trusted until it expires.")
+	fs.DurationVar(&o.CertValidity, "cert-validity", o.CertValidity, "Lifetime of the built-in serving certificate; renewed when a third remains.")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "After SIGTERM, report not-ready but keep answering this long before shutting down, so in-flight and already-routed admissions finish.")
+	fs.DurationVar(&o.CacheVerifiedTTL, "cache-verified-ttl", o.CacheVerifiedTTL, "How long a verified image digest stays cached.")
+	fs.DurationVar(&o.CacheDeniedTTL, "cache-denied-ttl", o.CacheDeniedTTL, "How long any other verdict (denied, failed, verified with warnings) stays cached.")
+	fs.IntVar(&o.CacheMaxEntries, "cache-max-entries", o.CacheMaxEntries, "Most verdicts kept; the least recently used goes first.")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress, "Address of net/http/pprof; \"0\" disables it.")
 }
 
 // Validate reports every invalid option at once.
@@ -130,7 +211,59 @@ func (o *Options) Validate() error {
 	if o.VerifyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--verify-timeout %s: must not be negative", o.VerifyTimeout))
 	}
+	errs = append(errs, o.validateCerts()...)
+	if o.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-delay %s: must not be negative", o.ShutdownDelay))
+	}
+	if o.CacheVerifiedTTL <= 0 || o.CacheDeniedTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--cache-verified-ttl %s, --cache-denied-ttl %s: must be positive", o.CacheVerifiedTTL, o.CacheDeniedTTL))
+	}
+	if o.CacheMaxEntries < 1 {
+		errs = append(errs, fmt.Errorf("--cache-max-entries %d: must be at least 1", o.CacheMaxEntries))
+	}
 	return errors.Join(errs...)
+}
+
+// serviceDNSNames are the names the API server uses for a Service
+// reference: <svc>.<ns>.svc (and the cluster-domain form some clients use).
+func serviceDNSNames(svc, ns string) []string {
+	if ns == "" {
+		return nil
+	}
+	return []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
+}
+
+// minCertValidity keeps rotation sane: shorter lifetimes would rotate
+// faster than replicas can pick the new certificate up.
+const minCertValidity = 30 * time.Second
+
+func (o *Options) validateCerts() []error {
+	switch o.CertManagement {
+	case CertExternal:
+		return nil
+	case CertBuiltin:
+	default:
+		return []error{fmt.Errorf("--cert-management %q: must be builtin or external", o.CertManagement)}
+	}
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--cert-management=builtin needs --namespace (or $POD_NAMESPACE) for its Secret"))
+	}
+	if o.CertSecret == "" {
+		errs = append(errs, errors.New("--cert-secret: must not be empty with --cert-management=builtin"))
+	}
+	if len(o.CertDNSNames) == 0 {
+		errs = append(errs, errors.New("--cert-dns-names: name the webhook Service (<svc>.<ns>.svc) with --cert-management=builtin"))
+	}
+	if o.ValidatingWebhookConfiguration == "" {
+		errs = append(errs, errors.New("--validating-webhook-configuration: must not be empty with --cert-management=builtin"))
+	}
+	if o.CertValidity < minCertValidity || o.CAValidity < minCertValidity {
+		errs = append(errs, fmt.Errorf("--cert-validity %s, --ca-validity %s: must be at least %s", o.CertValidity, o.CAValidity, minCertValidity))
+	} else if o.CertValidity > o.CAValidity {
+		errs = append(errs, fmt.Errorf("--cert-validity %s: must not exceed --ca-validity %s", o.CertValidity, o.CAValidity))
+	}
+	return errs
 }
 
 func splitList(s string) []string {

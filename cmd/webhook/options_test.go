@@ -30,7 +30,7 @@ func TestOptionsDefaults(t *testing.T) {
 }
 
 func TestOptionsFlags(t *testing.T) {
-	t.Setenv("POD_NAMESPACE", "")
+	t.Setenv("POD_NAMESPACE", "signet-system")
 	tests := []struct {
 		name    string
 		args    []string
@@ -67,6 +67,43 @@ func TestOptionsFlags(t *testing.T) {
 		{name: "negative timeout", args: []string{"--verify-timeout=-1s"}, wantErr: "--verify-timeout -1s: must not be negative"},
 		{name: "missing roots", args: []string{"--aws-signer-roots=/nonexistent/roots.pem"}, wantErr: "--aws-signer-roots: stat /nonexistent/roots.pem: no such file or directory"},
 		{name: "bad namespace", args: []string{"--exempt-namespaces=ok,a b"}, wantErr: `--exempt-namespaces: "a b" is not a namespace name`},
+		{
+			name: "certificates and cache",
+			args: []string{"--cert-secret=s", "--cert-dns-names=w.ns.svc,w.ns.svc.cluster.local", "--validating-webhook-configuration=v",
+				"--mutating-webhook-configuration=", "--cert-validity=1h", "--ca-validity=3h", "--shutdown-delay=15s",
+				"--cache-verified-ttl=5m", "--cache-denied-ttl=10s", "--cache-max-entries=100", "--pprof-bind-address=127.0.0.1:6060"},
+			check: func(t *testing.T, o *Options) {
+				if o.CertManagement != CertBuiltin || o.Namespace != "signet-system" || o.CertSecret != "s" ||
+					len(o.CertDNSNames) != 2 || o.CertDNSNames[1] != "w.ns.svc.cluster.local" ||
+					o.ValidatingWebhookConfiguration != "v" || o.MutatingWebhookConfiguration != "" ||
+					o.CertValidity != time.Hour || o.CAValidity != 3*time.Hour || o.ShutdownDelay != 15*time.Second ||
+					o.CacheVerifiedTTL != 5*time.Minute || o.CacheDeniedTTL != 10*time.Second || o.CacheMaxEntries != 100 ||
+					o.PprofBindAddress != "127.0.0.1:6060" {
+					t.Fatalf("flags not bound: %+v", o)
+				}
+			},
+		},
+		{
+			name: "external certificates need no Secret",
+			args: []string{"--cert-management=external", "--namespace=", "--cert-dns-names=", "--cert-secret="},
+			check: func(t *testing.T, o *Options) {
+				if o.CertManagement != CertExternal {
+					t.Fatalf("CertManagement = %q", o.CertManagement)
+				}
+			},
+		},
+		{name: "bad cert management", args: []string{"--cert-management=manual"}, wantErr: `--cert-management "manual": must be builtin or external`},
+		{
+			name: "builtin without a namespace or names",
+			args: []string{"--namespace=", "--cert-dns-names=", "--validating-webhook-configuration="},
+			wantErr: "--cert-management=builtin needs --namespace (or $POD_NAMESPACE) for its Secret\n" +
+				"--cert-dns-names: name the webhook Service (<svc>.<ns>.svc) with --cert-management=builtin\n" +
+				"--validating-webhook-configuration: must not be empty with --cert-management=builtin",
+		},
+		{name: "cert outlives CA", args: []string{"--cert-validity=2h", "--ca-validity=1h"}, wantErr: "--cert-validity 2h0m0s: must not exceed --ca-validity 1h0m0s"},
+		{name: "cert too short", args: []string{"--cert-validity=1s"}, wantErr: "--cert-validity 1s, --ca-validity 43800h0m0s: must be at least 30s"},
+		{name: "negative shutdown delay", args: []string{"--shutdown-delay=-1s"}, wantErr: "--shutdown-delay -1s: must not be negative"},
+		{name: "empty cache", args: []string{"--cache-max-entries=0"}, wantErr: "--cache-max-entries 0: must be at least 1"},
 		{
 			name:    "every error at once",
 			args:    []string{"--webhook-port=0", "--no-match-policy=x"},
