@@ -64,7 +64,6 @@ func setup(t *testing.T) *harness {
 
 func start(t *testing.T) (*harness, error) {
 	env := stack.Load(t)
-	env.InstallCRD(t)
 	h := &harness{env: env, exempt: fmt.Sprintf("e2e-exempt-%d", os.Getpid())}
 	var err error
 	if h.root, err = filepath.Abs("../.."); err != nil {
@@ -80,26 +79,11 @@ func start(t *testing.T) (*harness, error) {
 	if h.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, err
 	}
-
-	// The webhook binary, built for this run, serving TLS on 127.0.0.1.
-	dir, err := os.MkdirTemp("", "signet-e2e-")
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(dir, "webhook")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	h.webhook, err = fixtures.StartWebhook(bin, env.Kubeconfig, filepath.Join(env.Dir, "logs", "e2e-webhook.log"),
-		"--no-match-policy=allow",
-		"--exempt-namespaces=kube-system,"+h.exempt,
-		"--webhook-timeout=10s",
-	)
-	if err != nil {
-		return nil, err
-	}
-	h.metrics = h.webhook.MetricsURL
-	if err := h.register(t, h.webhook.Port, h.webhook.CABundle); err != nil {
+	if target.cluster {
+		// The Helm release installed the CRD, the webhook and its
+		// configurations; the suite only uses them.
+		h.exempt = target.exempt
+	} else if err := h.startLocal(t); err != nil {
 		return nil, err
 	}
 
@@ -110,6 +94,30 @@ func start(t *testing.T) (*harness, error) {
 	}
 	h.repo = fmt.Sprintf("%s/e2e-%d", env.Registry, os.Getpid())
 	return h, nil
+}
+
+// startLocal builds the webhook, runs it serving TLS on 127.0.0.1 and
+// registers it with the local stack's API server.
+func (h *harness) startLocal(t *testing.T) error {
+	h.env.InstallCRD(t)
+	dir, err := os.MkdirTemp("", "signet-e2e-")
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(dir, "webhook")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	h.webhook, err = fixtures.StartWebhook(bin, h.env.Kubeconfig, filepath.Join(h.env.Dir, "logs", "e2e-webhook.log"),
+		"--no-match-policy=allow",
+		"--exempt-namespaces=kube-system,"+h.exempt,
+		"--webhook-timeout=10s",
+	)
+	if err != nil {
+		return err
+	}
+	h.metrics = h.webhook.MetricsURL
+	return h.register(t, h.webhook.Port, h.webhook.CABundle)
 }
 
 // register points the API server at the webhook for Pods (and their

@@ -21,6 +21,7 @@ import (
 // the webhook (no-match policy, verify timeout). It stops with the test.
 func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, flags ...string) {
 	t.Helper()
+	localOnly(t, "it starts a second webhook process with its own flags")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "webhook")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {

@@ -13,7 +13,7 @@ import (
 // stack is left as the suite found it.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared != nil {
+	if shared != nil && !target.cluster {
 		name := fmt.Sprintf("signet-e2e-%d", os.Getpid())
 		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
 		_ = shared.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})

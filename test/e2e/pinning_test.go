@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,14 +126,9 @@ func TestDigestPinning(t *testing.T) {
 // webhook's metrics endpoint.
 func (h *harness) cacheLookups(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(h.metrics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
 	const prefix = `signet_verdict_cache_lookups_total{result="`
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(h.scrape(t)))
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), prefix)
 		if !ok {
