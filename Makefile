@@ -34,6 +34,10 @@ demo: tools ## Bring up the local stack, install the CRD, apply a sample policy,
 test: tools test-tools stack-up ## Run every test (unit, integration, e2e) against the local stack.
 	source $(STACK_ENV) && go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: e2e-kind
+e2e-kind: tools test-tools ## The same test/e2e suite against Signet installed with Helm in a kind cluster (needs Docker).
+	hack/e2e-kind.sh
+
 ##@ Development
 
 .PHONY: bench
@@ -43,6 +47,25 @@ bench: ## Go benchmarks of the hot paths (warm admission, glob matching, cached 
 .PHONY: build
 build: ## Build the webhook binary into ./bin.
 	CGO_ENABLED=0 go build -o $(BIN)/webhook ./cmd/webhook
+
+# The image: IMAGE_CMD is webhook or signet (the CLI). IMAGE defaults to
+# signet/$(IMAGE_CMD) on the local stack's registry (SIGNET_REGISTRY in
+# .stack/env) when the stack runs; set it to push elsewhere.
+IMAGE_CMD ?= webhook
+STACK_REGISTRY = $(shell sed -n 's/^export SIGNET_REGISTRY=//p' $(STACK_ENV) 2>/dev/null)
+IMAGE ?= $(if $(STACK_REGISTRY),$(STACK_REGISTRY)/)signet/$(IMAGE_CMD)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: image
+image: ## Build the image IMAGE:VERSION with Docker (IMAGE_CMD=signet for the CLI).
+	@command -v docker >/dev/null || { echo "make image: docker is not on PATH. Build and push the same image without Docker: make image-push"; exit 1; }
+	DOCKER_BUILDKIT=1 docker build --target $(IMAGE_CMD) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
+
+.PHONY: image-push
+image-push: ## Build the image without Docker for PLATFORMS and push it to IMAGE:VERSION; prints IMAGE@sha256:…
+	go run ./hack/image --image $(IMAGE) --tag $(VERSION) --version $(VERSION) --revision $(REVISION) --cmd $(IMAGE_CMD) --platforms $(PLATFORMS)
 
 .PHONY: generate
 generate: tools ## Regenerate deepcopy code, the CRD, RBAC and webhook manifests from the code's markers.

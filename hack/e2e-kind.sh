@@ -81,7 +81,7 @@ done
 
 # 3. The image, built with the project's Dockerfile.
 log "building the webhook image"
-docker build -t signet/webhook:e2e "$root"
+DOCKER_BUILDKIT=1 docker build --target webhook -t signet/webhook:e2e "$root"
 "$bin/kind" load docker-image signet/webhook:e2e --name "$cluster"
 
 # 4. Signet, installed as users install it.

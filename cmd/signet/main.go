@@ -17,6 +17,9 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	// The image has no CA bundle file: Go's embedded Mozilla roots are the fallback for AWS and registry TLS.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // Exit codes.

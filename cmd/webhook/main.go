@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	// The image has no CA bundle file: Go's embedded Mozilla roots are the fallback for AWS and registry TLS.
+	_ "golang.org/x/crypto/x509roots/fallback"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
