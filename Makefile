@@ -71,8 +71,15 @@ image-push: ## Build the image without Docker for PLATFORMS and push it to IMAGE
 generate: tools ## Regenerate deepcopy code, the CRD, RBAC and webhook manifests from the code's markers.
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/policy/api/...
 	$(BIN)/controller-gen crd paths=./pkg/policy/api/... output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/*.yaml charts/signet/files/crds/
 	$(BIN)/controller-gen rbac:roleName=signet-webhook webhook paths=./pkg/... \
 	  output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict charts/signet, and its tests that need no cluster (render matrix, schema, values docs).
+	hack/tools.sh helm
+	$(BIN)/helm lint --strict charts/signet
+	go test -count=1 -run 'TestChartRenders|TestChartCRDIsCurrent|TestValues|TestHelmLint|TestUninstall|TestWebhookAcceptsChartFlags' ./charts/
 
 .PHONY: fmt
 fmt: ## gofmt every Go file.

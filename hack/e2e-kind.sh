@@ -108,5 +108,5 @@ EOF
 log "running test/e2e against the cluster"
 cd "$root"
 SIGNET_STACK_DIR="$state" SIGNET_E2E_TARGET=cluster SIGNET_E2E_NAMESPACE="$namespace" \
-	SIGNET_E2E_SERVICE="$release-webhook" SIGNET_E2E_EXEMPT=e2e-exempt \
+	SIGNET_E2E_RELEASE="$release" SIGNET_E2E_EXEMPT=e2e-exempt \
 	go test -count=1 -timeout 30m -v ./test/e2e/ 2>&1 | tee "$state/logs/e2e.log"

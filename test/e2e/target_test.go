@@ -5,7 +5,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // target is where the webhook under test runs. One suite, two targets:
@@ -19,14 +23,14 @@ import (
 //     user would.
 var target = struct {
 	cluster bool
-	// namespace and service locate the installed webhook (cluster only).
-	namespace, service string
+	// namespace and release locate the installed webhook (cluster only).
+	namespace, release string
 	// exempt is a namespace the installation lists as exempt.
 	exempt string
 }{
 	cluster:   os.Getenv("SIGNET_E2E_TARGET") == "cluster",
 	namespace: envOr("SIGNET_E2E_NAMESPACE", "signet-system"),
-	service:   envOr("SIGNET_E2E_SERVICE", "signet-webhook"),
+	release:   envOr("SIGNET_E2E_RELEASE", "signet"),
 	exempt:    envOr("SIGNET_E2E_EXEMPT", "e2e-exempt"),
 }
 
@@ -49,16 +53,12 @@ func localOnly(t *testing.T, why string) {
 }
 
 // scrape returns the webhook's Prometheus metrics: from its port locally,
-// through the API server's service proxy in a cluster (the installation
-// runs one replica, so the counters are that replica's).
+// through the API server's pod proxy in a cluster (the installation runs
+// one replica, so the counters are that replica's).
 func (h *harness) scrape(t *testing.T) []byte {
 	t.Helper()
 	if target.cluster {
-		body, err := h.cs.CoreV1().Services(target.namespace).ProxyGet("http", target.service, "metrics", "/metrics", nil).DoRaw(context.Background())
-		if err != nil {
-			t.Fatalf("scraping %s/%s through the API server: %v", target.namespace, target.service, err)
-		}
-		return body
+		return h.scrapeCluster(t)
 	}
 	resp, err := http.Get(h.metrics)
 	if err != nil {
@@ -70,4 +70,34 @@ func (h *harness) scrape(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return body
+}
+
+// scrapeCluster finds the release's webhook Pod and its container port
+// named metrics, and reads /metrics through the API server.
+func (h *harness) scrapeCluster(t *testing.T) []byte {
+	t.Helper()
+	ctx := context.Background()
+	pods, err := h.cs.CoreV1().Pods(target.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + target.release})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		for _, c := range p.Spec.Containers {
+			for _, port := range c.Ports {
+				if port.Name != "metrics" {
+					continue
+				}
+				body, err := h.cs.CoreV1().Pods(target.namespace).ProxyGet("http", p.Name, strconv.Itoa(int(port.ContainerPort)), "/metrics", nil).DoRaw(ctx)
+				if err != nil {
+					t.Fatalf("scraping %s/%s through the API server: %v", target.namespace, p.Name, err)
+				}
+				return body
+			}
+		}
+	}
+	t.Fatalf("no running Pod of release %s in %s exposes a metrics port", target.release, target.namespace)
+	return nil
 }
