@@ -251,10 +251,17 @@ func (m *Manager) ensureSecret(ctx context.Context, owner *admissionregistration
 func (m *Manager) renew(sec *corev1.Secret) (*material, bool, error) {
 	now := m.cfg.Now()
 	var mat *material
+	var trusted []*x509.Certificate // CAs replicas may still serve from
 	if sec != nil && len(sec.Data) > 0 {
 		var err error
 		if mat, err = parseMaterial(sec.Data); err != nil {
 			m.cfg.Log.Info("certificate Secret unusable, starting a new CA", "secret", m.cfg.Namespace+"/"+m.cfg.Secret, "reason", err.Error())
+			// A lost or mismatched key still leaves readable CA
+			// certificates: keep trusting them, or replicas serving
+			// from them would be refused until they catch up.
+			trusted, _ = parseCerts(sec.Data[keyCABundle])
+		} else {
+			trusted = mat.cas
 		}
 	}
 	changed := false
@@ -263,11 +270,8 @@ func (m *Manager) renew(sec *corev1.Secret) (*material, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		next := &material{cas: []*x509.Certificate{ca}, caKey: key}
-		if mat != nil {
-			next.cas = append(next.cas, mat.cas...) // the old CA stays trusted until it expires
-		}
-		mat, changed = next, true
+		// The old CAs stay trusted until they expire (pruned below).
+		mat, changed = &material{cas: append([]*x509.Certificate{ca}, trusted...), caKey: key}, true
 	}
 	kept := mat.cas[:1]
 	for _, c := range mat.cas[1:] {

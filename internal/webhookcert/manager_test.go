@@ -146,6 +146,27 @@ func TestGarbageSecretIsReplaced(t *testing.T) {
 	}
 }
 
+// TestLostCAKeyKeepsTrust: when the CA key is gone, a new CA signs, but
+// the old CA stays in the bundle, so replicas still serving its
+// certificate are not refused while they catch up.
+func TestLostCAKeyKeepsTrust(t *testing.T) {
+	w := newWorld(t)
+	w.createConfiguration()
+	first := w.settle(w.manager("svc.ns.svc"))
+	sec, err := w.cs.CoreV1().Secrets(w.ns).Get(context.Background(), "cert", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(sec.Data, "ca.key")
+	if _, err := w.cs.CoreV1().Secrets(w.ns).Update(context.Background(), sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := w.settle(w.manager("svc.ns.svc"))
+	if len(next.cas) != 2 || next.cas[0].Equal(first.cas[0]) || !next.cas[1].Equal(first.cas[0]) {
+		t.Fatalf("after losing the CA key the bundle holds %d CAs; want a new one first, then the old one", len(next.cas))
+	}
+}
+
 func TestRenewalAndHosts(t *testing.T) {
 	w := newWorld(t)
 	w.createConfiguration()
