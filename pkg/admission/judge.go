@@ -33,6 +33,10 @@ type Judge struct {
 	PullSecrets client.Reader
 	// Recorder counts decisions (the metrics package); nil counts nothing.
 	Recorder Recorder
+
+	// keychains shares pull secrets read for one admission with the next
+	// ones from the same namespace and service account.
+	keychains keychains
 }
 
 // Recorder is told every decision the Judge makes.
@@ -81,7 +85,7 @@ func (j *Judge) decide(ctx context.Context, obj client.Object, spec *corev1.PodS
 		objCtx.NamespaceLabels = nsObj.Labels
 	}
 	return j.Engine.Evaluate(ctx, j.Policies(), policy.Request{
-		Images: images, Object: objCtx, Keychain: pullSecretKeychain(j.PullSecrets, obj.GetNamespace(), spec),
+		Images: images, Object: objCtx, Keychain: pullSecretKeychain(&j.keychains, j.PullSecrets, obj.GetNamespace(), spec),
 	}), nil
 }
 

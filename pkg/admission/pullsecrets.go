@@ -2,7 +2,10 @@ package admission
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -17,24 +20,44 @@ import (
 // pullSecretTimeout bounds reading a Pod's pull secrets.
 const pullSecretTimeout = 3 * time.Second
 
+// pullSecretTTL is how long the pull secrets read for one namespace,
+// service account and imagePullSecrets serve later admissions with the
+// same three. A rollout's Pods, or many images verified at once in one
+// namespace, then read the API server once instead of once per
+// verification (through a rate-limited client, where a queue of reads
+// would hold admissions for seconds). Credentials changed within the TTL
+// are used when it ends; verdicts themselves are cached for longer.
+const pullSecretTTL = 10 * time.Second
+
+// maxKeychains bounds the shared keychains; past it, expired ones go.
+const maxKeychains = 1024
+
 // pullSecretKeychain returns the registry credentials a Pod would pull
 // with: its imagePullSecrets and its service account's. They are read
 // lazily, on the first registry read that needs them, so an admission
-// answered from the verdict cache makes no API call. ECR needs none of
-// this: Signet's own identity (IRSA, Pod Identity) reads ECR.
-func pullSecretKeychain(reader client.Reader, namespace string, spec *corev1.PodSpec) authn.Keychain {
+// answered from the verdict cache makes no API call, and shared through
+// keychains for pullSecretTTL. ECR needs none of this: Signet's own
+// identity (IRSA, Pod Identity) reads ECR.
+func pullSecretKeychain(keychains *keychains, reader client.Reader, namespace string, spec *corev1.PodSpec) authn.Keychain {
 	if reader == nil || namespace == "" {
 		return nil
 	}
-	names := map[string]bool{}
+	var secretNames []string
 	for _, s := range spec.ImagePullSecrets {
-		names[s.Name] = true
+		secretNames = append(secretNames, s.Name)
 	}
+	slices.Sort(secretNames)
+	secretNames = slices.Compact(secretNames)
 	sa := spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
 	}
-	return &lazyKeychain{load: func(ctx context.Context) (authn.Keychain, error) {
+	key := namespace + "\x00" + sa + "\x00" + strings.Join(secretNames, ",")
+	return keychains.get(key, func(ctx context.Context) (authn.Keychain, error) {
+		names := map[string]bool{}
+		for _, n := range secretNames {
+			names[n] = true
+		}
 		account := &corev1.ServiceAccount{}
 		switch err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: sa}, account); {
 		case err == nil:
@@ -56,14 +79,60 @@ func pullSecretKeychain(reader client.Reader, namespace string, spec *corev1.Pod
 			secrets = append(secrets, s)
 		}
 		return kauth.NewFromPullSecrets(ctx, secrets)
-	}}
+	})
+}
+
+// keychains shares pull-secret keychains between admissions that would
+// read the same objects. The zero value is ready to use.
+type keychains struct {
+	mu      sync.Mutex
+	entries map[string]keychainEntry
+	now     func() time.Time // tests replace it
+}
+
+type keychainEntry struct {
+	kc      *lazyKeychain
+	expires time.Time
+}
+
+// get returns the keychain for key: a live one already made (loaded, or
+// loading for another admission, which this one then waits for), or a
+// new one that load fills on first use. A keychain whose load failed is
+// not shared again.
+func (c *keychains) get(key string, load func(context.Context) (authn.Keychain, error)) *lazyKeychain {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
+	if e, ok := c.entries[key]; ok && now.Before(e.expires) && !e.kc.failed.Load() {
+		return e.kc
+	}
+	if c.entries == nil {
+		c.entries = map[string]keychainEntry{}
+	}
+	if len(c.entries) >= maxKeychains {
+		for k, e := range c.entries {
+			if !now.Before(e.expires) || e.kc.failed.Load() {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= maxKeychains {
+			clear(c.entries)
+		}
+	}
+	kc := &lazyKeychain{load: load}
+	c.entries[key] = keychainEntry{kc: kc, expires: now.Add(pullSecretTTL)}
+	return kc
 }
 
 // lazyKeychain loads its keychain once, on first use.
 type lazyKeychain struct {
-	once sync.Once
-	load func(context.Context) (authn.Keychain, error)
-	kc   authn.Keychain
+	once   sync.Once
+	load   func(context.Context) (authn.Keychain, error)
+	kc     authn.Keychain
+	failed atomic.Bool
 }
 
 func (k *lazyKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
@@ -80,6 +149,7 @@ func (k *lazyKeychain) ResolveContext(ctx context.Context, r authn.Resource) (au
 			// whether access is denied, which the denial reports.
 			logf.FromContext(ctx).Info("could not read pull secrets", "error", err.Error())
 			kc = authn.NewMultiKeychain()
+			k.failed.Store(true)
 		}
 		k.kc = kc
 	})
