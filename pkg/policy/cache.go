@@ -98,7 +98,12 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 	if r, ok := c.get(key); ok {
 		return r, OutcomeHit
 	}
+	// leader is set by the one call whose function runs. singleflight
+	// reports Shared to that call too once others joined it, so Shared
+	// alone cannot tell who did the work.
+	leader := false
 	ch := c.group.DoChan(key.digest+"\x00"+key.identity, func() (any, error) {
+		leader = true
 		// The work belongs to every waiter, not to the first caller:
 		// keep its values (logger, request ID) but not its cancellation.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WorkTimeout)
@@ -110,7 +115,7 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 	select {
 	case res := <-ch:
 		outcome := OutcomeMiss
-		if res.Shared {
+		if !leader {
 			outcome = OutcomeShared
 			c.count(func(s *CacheStats) { s.Shared++ })
 		}
