@@ -247,7 +247,17 @@ func toSet(list []string) map[string]bool {
 // restConfig honours --kubeconfig, then the usual in-cluster / $KUBECONFIG chain.
 func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		// As ctrl.GetConfig does: no client-side rate limit (the API
+		// server's priority and fairness governs), so reading a Pod's pull
+		// secrets never queues behind client-go's default 5 requests/s.
+		if cfg.QPS == 0 {
+			cfg.QPS = -1
+		}
+		return cfg, nil
 	}
 	return ctrl.GetConfig()
 }
