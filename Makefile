@@ -44,6 +44,10 @@ e2e-kind: tools test-tools ## The same test/e2e suite against Signet installed w
 bench: ## Go benchmarks of the hot paths (warm admission, glob matching, cached verification).
 	go test -run '^$$' -bench . -benchmem -count 5 ./pkg/policy/ ./pkg/admission/
 
+.PHONY: bench-load
+bench-load: stack-up ## Load harness: real AdmissionReviews to the webhook on the local stack; writes docs/performance.md.
+	source $(STACK_ENV) && go run ./test/bench/load -pprof .stack/profiles -write docs/performance.md $(BENCH_LOAD_FLAGS)
+
 .PHONY: build
 build: ## Build the webhook binary into ./bin.
 	CGO_ENABLED=0 go build -o $(BIN)/webhook ./cmd/webhook
