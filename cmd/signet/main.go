@@ -15,11 +15,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	// The image has no CA bundle file: Go's embedded Mozilla roots are the fallback for AWS and registry TLS.
 	_ "golang.org/x/crypto/x509roots/fallback"
+
+	buildinfo "github.com/signet-dev/signet/internal/version"
 )
 
 // Exit codes.
@@ -66,12 +67,4 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return exitUsage
 }
 
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
+func buildVersion() string { return buildinfo.Of(version) }

@@ -31,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	buildinfo "github.com/signet-dev/signet/internal/version"
 	"github.com/signet-dev/signet/internal/webhookcert"
 	"github.com/signet-dev/signet/pkg/admission"
 	admissionmetrics "github.com/signet-dev/signet/pkg/admission/metrics"
@@ -39,6 +40,9 @@ import (
 	"github.com/signet-dev/signet/pkg/policy/store"
 	"github.com/signet-dev/signet/pkg/policy/verify"
 )
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -103,7 +107,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, UserAgent: "signet-webhook",
+	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, UserAgent: "signet-webhook/" + buildinfo.Of(version),
 		ObserveRegistry: metrics.ObserveRegistry, ObserveAWS: metrics.ObserveAWS})
 	if err != nil {
 		return err
@@ -172,7 +176,7 @@ func run(args []string) error {
 	}); err != nil {
 		return err
 	}
-	log.Info("starting", "webhookPort", opts.WebhookPort, "certManagement", opts.CertManagement, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
+	log.Info("starting", "version", buildinfo.Of(version), "webhookPort", opts.WebhookPort, "certManagement", opts.CertManagement, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
 	return mgr.Start(ctx)
 }
 

@@ -107,6 +107,9 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 		`controller_runtime_webhook_requests_total{code="200",webhook="/validate/pods"} 1`,
 		"signet_admission_decisions_total{",
 	)
+	if !strings.Contains(logs.String(), `"msg":"starting","version":"(devel)"`) {
+		t.Errorf("the start line does not report the build's version")
+	}
 	if !strings.Contains(logs.String(), `"requestID":"main-test-0001"`) {
 		t.Errorf("no log line carries the request UID main-test-0001")
 	}
