@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,33 +22,15 @@ import (
 	"github.com/signet-dev/signet/test/stack"
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// webhookBinary builds cmd/webhook once per test run: the chart is tested
-// against the binary its image runs.
+// webhookBinary is cmd/webhook, built once per test run: the chart is
+// tested against the binary its image runs.
 func webhookBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "signet-chart-webhook-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "webhook")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/webhook")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building cmd/webhook: %v", buildErr)
+	bin, err := fixtures.WebhookBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return builtBin
+	return bin
 }
 
 // TestWebhookAcceptsChartFlags runs the webhook binary with the arguments

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,10 +27,7 @@ import (
 func TestWebhookServesAgainstTheStack(t *testing.T) {
 	env := stack.Load(t)
 	env.InstallCRD(t) // the manager watches ClusterImagePolicies
-	bin := filepath.Join(t.TempDir(), "webhook")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := webhookBinary(t)
 	certDir := t.TempDir()
 	caPEM, err := fixtures.ServingCert(certDir)
 	if err != nil {

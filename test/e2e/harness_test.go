@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -100,13 +99,9 @@ func start(t *testing.T) (*harness, error) {
 // registers it with the local stack's API server.
 func (h *harness) startLocal(t *testing.T) error {
 	h.env.InstallCRD(t)
-	dir, err := os.MkdirTemp("", "signet-e2e-")
+	bin, err := fixtures.WebhookBinary()
 	if err != nil {
 		return err
-	}
-	bin := filepath.Join(dir, "webhook")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	h.webhook, err = fixtures.StartWebhook(bin, h.env.Kubeconfig, filepath.Join(h.env.Dir, "logs", "e2e-webhook.log"),
 		"--no-match-policy=allow",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -22,10 +21,9 @@ import (
 func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, flags ...string) {
 	t.Helper()
 	localOnly(t, "it starts a second webhook process with its own flags")
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "webhook")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := fixtures.WebhookBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	args := append([]string{fmt.Sprintf("--webhook-timeout=%ds", timeoutSeconds)}, flags...)
 	w, err := fixtures.StartWebhook(bin, h.env.Kubeconfig, filepath.Join(h.env.Dir, "logs", "e2e-webhook-"+label+".log"), args...)

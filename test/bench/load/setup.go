@@ -153,7 +153,7 @@ func setup(ctx context.Context, cfg *config, out io.Writer) (*bench, error) {
 
 	if b.bin = cfg.Webhook; b.bin == "" {
 		b.logf("building ./cmd/webhook")
-		if b.bin, err = buildWebhook(ctx, b.root, b.dir); err != nil {
+		if b.bin, err = fixtures.WebhookBinary(); err != nil {
 			return nil, err
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,17 +29,6 @@ type webhook struct {
 
 // Stop stops the process; later calls do nothing.
 func (w *webhook) Stop() { w.stopOnce.Do(w.Webhook.Stop) }
-
-// buildWebhook builds cmd/webhook into dir, as the e2e suite does.
-func buildWebhook(ctx context.Context, root, dir string) (string, error) {
-	bin := filepath.Join(dir, "webhook")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/webhook")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/webhook: %v\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // startWebhook runs bin with flags (and pprof on a free port when
 // withPprof) and finds its PID by the port it listens on.
