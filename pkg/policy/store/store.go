@@ -19,8 +19,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
@@ -65,10 +67,15 @@ func New(c client.Client, reader client.Reader, newVerifier policy.VerifierFacto
 // Snapshot returns the policies in force now.
 func (s *Store) Snapshot() *Snapshot { return s.current.Load() }
 
-// SetupWithManager registers the reconciler.
+// SetupWithManager registers the reconciler. Only spec changes (a new
+// generation), creations and deletions trigger it, not status writes:
+// every replica compiles every policy and writes its Ready condition, and
+// replicas whose messages differ (an AWS error carries its request ID)
+// would otherwise wake each other in a loop, recompiling and calling AWS
+// each time. The periodic resync still corrects a status someone changed.
 func (s *Store) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.ClusterImagePolicy{}).
+		For(&v1alpha1.ClusterImagePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("clusterimagepolicy").
 		Complete(s)
 }
