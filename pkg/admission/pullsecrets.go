@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/signet-dev/signet/internal/expiring"
 )
 
 // pullSecretTimeout bounds reading a Pod's pull secrets.
@@ -29,7 +31,7 @@ const pullSecretTimeout = 3 * time.Second
 // are used when it ends; verdicts themselves are cached for longer.
 const pullSecretTTL = 10 * time.Second
 
-// maxKeychains bounds the shared keychains; past it, expired ones go.
+// maxKeychains bounds the shared keychains; past it, expired ones go first.
 const maxKeychains = 1024
 
 // pullSecretKeychain returns the registry credentials a Pod would pull
@@ -85,14 +87,9 @@ func pullSecretKeychain(keychains *keychains, reader client.Reader, namespace st
 // keychains shares pull-secret keychains between admissions that would
 // read the same objects. The zero value is ready to use.
 type keychains struct {
-	mu      sync.Mutex
-	entries map[string]keychainEntry
-	now     func() time.Time // tests replace it
-}
-
-type keychainEntry struct {
-	kc      *lazyKeychain
-	expires time.Time
+	once sync.Once
+	m    *expiring.Map[string, *lazyKeychain]
+	now  func() time.Time // tests replace it before first use
 }
 
 // get returns the keychain for key: a live one already made (loaded, or
@@ -100,31 +97,13 @@ type keychainEntry struct {
 // new one that load fills on first use. A keychain whose load failed is
 // not shared again.
 func (c *keychains) get(key string, load func(context.Context) (authn.Keychain, error)) *lazyKeychain {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if c.now != nil {
-		now = c.now()
-	}
-	if e, ok := c.entries[key]; ok && now.Before(e.expires) && !e.kc.failed.Load() {
-		return e.kc
-	}
-	if c.entries == nil {
-		c.entries = map[string]keychainEntry{}
-	}
-	if len(c.entries) >= maxKeychains {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) || e.kc.failed.Load() {
-				delete(c.entries, k)
-			}
+	c.once.Do(func() { c.m = expiring.New[string, *lazyKeychain](pullSecretTTL, maxKeychains, c.now) })
+	return c.m.Update(key, func(cur *lazyKeychain, live bool) (*lazyKeychain, bool) {
+		if live && !cur.failed.Load() {
+			return cur, false
 		}
-		if len(c.entries) >= maxKeychains {
-			clear(c.entries)
-		}
-	}
-	kc := &lazyKeychain{load: load}
-	c.entries[key] = keychainEntry{kc: kc, expires: now.Add(pullSecretTTL)}
-	return kc
+		return &lazyKeychain{load: load}, true
+	})
 }
 
 // lazyKeychain loads its keychain once, on first use.

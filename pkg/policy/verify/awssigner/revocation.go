@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-dev/signet/internal/awsclient"
+	"github.com/signet-dev/signet/internal/expiring"
 )
 
 // platformNotation is the AWS Signer platform of container-image signatures.
@@ -65,15 +65,9 @@ type RevocationChecker struct {
 	opts  RevocationOptions
 	group singleflight.Group
 
-	mu      sync.Mutex
-	entries map[string]revocationEntry
+	answers *expiring.Map[string, []string] // revoked entities by query
 
 	lookups, hits, calls, unavailable, bestEffortAdmitted atomic.Uint64
-}
-
-type revocationEntry struct {
-	revoked []string
-	expires time.Time
 }
 
 // RevocationStats count what the checker did since it was made.
@@ -108,7 +102,7 @@ func NewRevocationChecker(opts RevocationOptions) (*RevocationChecker, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &RevocationChecker{opts: opts, entries: map[string]revocationEntry{}}, nil
+	return &RevocationChecker{opts: opts, answers: expiring.New[string, []string](opts.TTL, opts.MaxEntries, opts.Now)}, nil
 }
 
 // Stats returns the counters.
@@ -152,13 +146,13 @@ func (e *unavailableError) Unwrap() error { return e.err }
 func (c *RevocationChecker) revoked(ctx context.Context, q revocationQuery) ([]string, error) {
 	c.lookups.Add(1)
 	key := q.key()
-	if r, ok := c.lookup(key); ok {
+	if r, ok := c.answers.Get(key); ok {
 		c.hits.Add(1)
 		return r, nil
 	}
 	called := false // set by the one caller that asks Signer
 	ch := c.group.DoChan(key, func() (any, error) {
-		if r, ok := c.lookup(key); ok {
+		if r, ok := c.answers.Get(key); ok {
 			return r, nil
 		}
 		called = true
@@ -179,7 +173,7 @@ func (c *RevocationChecker) revoked(ctx context.Context, q revocationQuery) ([]s
 			return nil, &unavailableError{region: q.region, err: err}
 		}
 		r := append([]string{}, out.RevokedEntities...)
-		c.store(key, r)
+		c.answers.Put(key, r)
 		return r, nil
 	})
 	select {
@@ -194,36 +188,6 @@ func (c *RevocationChecker) revoked(ctx context.Context, q revocationQuery) ([]s
 	case <-ctx.Done():
 		return nil, &unavailableError{region: q.region, err: ctx.Err()}
 	}
-}
-
-func (c *RevocationChecker) lookup(key string) ([]string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || !c.opts.Now().Before(e.expires) {
-		return nil, false
-	}
-	return e.revoked, true
-}
-
-func (c *RevocationChecker) store(key string, revoked []string) {
-	now := c.opts.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.opts.MaxEntries {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < c.opts.MaxEntries {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[key] = revocationEntry{revoked: revoked, expires: now.Add(c.opts.TTL)}
 }
 
 // certificateHashes are AWS Signer's certificate identifiers for a chain
