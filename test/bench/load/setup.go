@@ -169,7 +169,7 @@ func (b *bench) startWebhook(name string) (*webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.logf("webhook %s: pid %d, port %d, log %s", name, w.pid, w.Port, log)
+	b.logf("webhook %s: pid %d, port %d, log %s", name, w.PID(), w.Port, log)
 	return w, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +16,10 @@ import (
 )
 
 // webhook is a cmd/webhook process started with fixtures.StartWebhook,
-// plus what the harness reads from outside it: its PID (for RSS), its
-// metrics and, with -pprof, its profiles.
+// plus what the harness reads from outside it: its memory, its metrics
+// and, with -pprof, its profiles.
 type webhook struct {
 	*fixtures.Webhook
-	pid       int
 	pprofAddr string // host:port of net/http/pprof, or ""
 	admit     *admitter
 	stopOnce  sync.Once
@@ -31,7 +29,7 @@ type webhook struct {
 func (w *webhook) Stop() { w.stopOnce.Do(w.Webhook.Stop) }
 
 // startWebhook runs bin with flags (and pprof on a free port when
-// withPprof) and finds its PID by the port it listens on.
+// withPprof).
 func startWebhook(bin, kubeconfig, logPath string, withPprof bool, flags ...string) (*webhook, error) {
 	w := &webhook{}
 	if withPprof {
@@ -47,10 +45,6 @@ func startWebhook(bin, kubeconfig, logPath string, withPprof bool, flags ...stri
 		return nil, err
 	}
 	w.Webhook = fw
-	if w.pid, err = listenerPID(fw.Port); err != nil {
-		fw.Stop()
-		return nil, fmt.Errorf("finding the webhook's PID: %w", err)
-	}
 	if w.admit, err = newAdmitter(fw.CABundle, fw.URL(admission.PathPods)); err != nil {
 		fw.Stop()
 		return nil, err
@@ -58,57 +52,11 @@ func startWebhook(bin, kubeconfig, logPath string, withPprof bool, flags ...stri
 	return w, nil
 }
 
-// listenerPID finds the process of this user that listens on TCP port:
-// the socket's inode from /proc/net/tcp{,6}, then the process holding it.
-// (fixtures.Webhook does not expose its process.)
-func listenerPID(port int) (int, error) {
-	inodes := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fields := strings.Fields(line)
-			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			if p, err := strconv.ParseInt(hexPort, 16, 32); err == nil && int(p) == port {
-				inodes["socket:["+fields[9]+"]"] = true
-			}
-		}
-	}
-	if len(inodes) == 0 {
-		return 0, fmt.Errorf("nothing listens on port %d", port)
-	}
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		fds, err := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
-		if err != nil {
-			continue // another user's process
-		}
-		for _, fd := range fds {
-			if link, err := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name())); err == nil && inodes[link] {
-				return pid, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("no process of this user holds the socket on port %d", port)
-}
-
 // memory is the webhook's resident memory now and at its peak.
 type memory struct{ RSS, HWM int64 }
 
 func (w *webhook) memory() (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.PID()))
 	if err != nil {
 		return memory{}, err
 	}
@@ -130,7 +78,7 @@ func (w *webhook) memory() (memory, error) {
 		}
 	}
 	if m.HWM == 0 {
-		return m, fmt.Errorf("/proc/%d/status has no VmHWM", w.pid)
+		return m, fmt.Errorf("/proc/%d/status has no VmHWM", w.PID())
 	}
 	return m, nil
 }
