@@ -168,7 +168,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "Secret in --namespace holding the built-in CA and serving certificate.")
-	fs.Func("cert-dns-names", "Comma-separated DNS names of the serving certificate: the webhook Service's <svc>.<ns>.svc names.", func(s string) error {
+	fs.Func("cert-dns-names", "Comma-separated names of the built-in serving certificate: the webhook Service's <svc>.<ns>.svc names (IP addresses are accepted too).", func(s string) error {
 		o.CertDNSNames = splitList(s)
 		return nil
 	})

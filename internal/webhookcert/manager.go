@@ -148,9 +148,13 @@ func (m *Manager) Start(ctx context.Context) error {
 // It returns when to look again.
 func (m *Manager) sync(ctx context.Context) (time.Duration, error) {
 	owner, err := m.cfg.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, m.cfg.Validating, metav1.GetOptions{})
-	if err != nil {
+	if apierrors.IsNotFound(err) {
 		// Without the configuration there is nobody to serve, and creating
 		// the Secret now would resurrect it during an uninstall.
+		return 0, fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w: install it with Signet (Helm chart or config/), "+
+			"or point --validating-webhook-configuration at the name it has", m.cfg.Validating, err)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", m.cfg.Validating, err)
 	}
 	mat, err := m.ensureSecret(ctx, owner)

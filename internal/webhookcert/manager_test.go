@@ -119,7 +119,8 @@ func TestNoConfigurationNoSecret(t *testing.T) {
 	w := newWorld(t)
 	m := w.manager("svc.ns.svc")
 	_, err := m.sync(context.Background())
-	want := `reading ValidatingWebhookConfiguration ` + w.vwc + `: validatingwebhookconfigurations.admissionregistration.k8s.io "` + w.vwc + `" not found`
+	want := `reading ValidatingWebhookConfiguration ` + w.vwc + `: validatingwebhookconfigurations.admissionregistration.k8s.io "` + w.vwc + `" not found: ` +
+		`install it with Signet (Helm chart or config/), or point --validating-webhook-configuration at the name it has`
 	if err == nil || err.Error() != want {
 		t.Fatalf("sync = %v, want %q", err, want)
 	}
