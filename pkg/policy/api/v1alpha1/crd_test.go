@@ -77,6 +77,9 @@ func TestSamplesAreAccepted(t *testing.T) {
 				t.Fatalf("%d YAML documents, want exactly one ClusterImagePolicy per sample", len(docs))
 			}
 			p := docs[0]
+			// A policy of the same name left in the shared stack must not
+			// fail the sample: dry-run under a generated name.
+			p.GenerateName, p.Name = p.Name+"-", ""
 			if err := c.Create(t.Context(), p, client.DryRunAll); err != nil {
 				t.Fatalf("sample rejected: %v", err)
 			}
