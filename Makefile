@@ -1,7 +1,8 @@
 # Signet's developer entry points. `make help` lists them.
 #
 # Tools are built from source once, cached per user under
-# ~/.cache/signet/tools/<tool>-<version>, and linked into ./bin.
+# ~/.cache/signet/tools/<tool>-<version> (or $SIGNET_TOOLS_CACHE), and linked
+# into ./bin. Every target builds the tools it runs.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -15,6 +16,8 @@ GO_TEST_FLAGS ?= -count=1 -timeout 40m
 # Tools the tests need beyond the stack: the real cosign and notation CLIs
 # for the interoperability tests.
 TEST_TOOLS := cosign cosign3 notation
+# Tools the demo runs beyond the stack: it signs images with both cosign CLIs.
+DEMO_TOOLS := cosign cosign3
 
 ##@ General
 
@@ -27,7 +30,7 @@ help: ## Show this help.
 ##@ Main jobs
 
 .PHONY: demo
-demo: tools ## Bring up the local stack, install the CRD, apply a sample policy, show it, stop.
+demo: tools demo-tools ## Bring up the local stack, install the CRD, apply a sample policy, show it, stop.
 	go run ./hack/demo
 
 .PHONY: test
@@ -39,6 +42,10 @@ e2e-kind: tools test-tools ## The same test/e2e suite against Signet installed w
 	hack/e2e-kind.sh
 
 ##@ Development
+
+.PHONY: unit
+unit: ## Every test that needs no local stack (go test -short): seconds, no tools to build.
+	go test -short $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: ## Go benchmarks of the hot paths (warm admission, glob matching, cached verification).
@@ -103,6 +110,10 @@ tools: ## Build the stack's pinned tools (cached; minutes the first time).
 .PHONY: test-tools
 test-tools: ## Build the cosign and notation CLIs the interop tests run.
 	hack/tools.sh $(TEST_TOOLS)
+
+.PHONY: demo-tools
+demo-tools: ## Build the cosign CLIs the demo signs with.
+	hack/tools.sh $(DEMO_TOOLS)
 
 .PHONY: stack-up
 stack-up: tools ## Start etcd, kube-apiserver, kube-controller-manager, registries and the KMS test server.
