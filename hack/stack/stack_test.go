@@ -22,6 +22,7 @@ func repoRoot(t *testing.T) string {
 // TestUpIsIdempotentAndDownStopsEverything runs a second, private stack
 // beside the one `make test` started (its own state folder, its own ports).
 func TestUpIsIdempotentAndDownStopsEverything(t *testing.T) {
+	skipShort(t)
 	root := repoRoot(t)
 	s := newStack(root, t.TempDir(), filepath.Join(root, "bin"))
 	ctx := context.Background()
@@ -80,6 +81,7 @@ func TestUpIsIdempotentAndDownStopsEverything(t *testing.T) {
 // TestFailedStartSaysWhyAndCleansUp uses a bin folder whose kube-apiserver
 // exits at once: up must fail fast with its log and leave nothing running.
 func TestFailedStartSaysWhyAndCleansUp(t *testing.T) {
+	skipShort(t)
 	root := repoRoot(t)
 	bin := t.TempDir()
 	for _, tool := range []string{"etcd", "kube-controller-manager", "registry"} {
@@ -115,5 +117,14 @@ func TestFailedStartSaysWhyAndCleansUp(t *testing.T) {
 	}
 	if procs, _ := s.pids.read(); len(procs) != 0 {
 		t.Errorf("pids left after a failed up: %v", procs)
+	}
+}
+
+// skipShort skips a test that starts stack processes under -short (make
+// unit), which runs only what needs no stack tools.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the stack's tools: skipped by -short (make unit); make test runs it")
 	}
 }

@@ -4,7 +4,8 @@
 //
 // Tests call Load and fail, never skip, when the stack is not running: `make
 // test` always brings it up, so a missing stack is a broken run, not an
-// optional extra.
+// optional extra. The one exception is `go test -short` (`make unit`), the
+// fast subset that runs without a stack: there Load skips the test, saying so.
 package stack
 
 import (
@@ -59,6 +60,9 @@ var (
 // chain finds them exactly as it would in a real deployment.
 func Load(t testing.TB) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local stack: skipped by -short (make unit); make test runs it")
+	}
 	loadOnce.Do(func() { loaded, loadErr = load() })
 	if loadErr != nil {
 		t.Fatalf("local stack: %v\nStart it with `make stack-up` (or run everything with `make test`).", loadErr)
