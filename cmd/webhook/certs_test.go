@@ -215,7 +215,14 @@ func TestBuiltinCertificates(t *testing.T) {
 			t.Fatalf("replica on %d still serves a certificate from the old CA\n%s", r.port, r.logs)
 		}
 	}
-	time.Sleep(time.Second) // admissions against the new certificate
+	// Admissions against the new certificate: wait for five more to succeed
+	// (or any to fail) rather than for a fixed time.
+	served := successes.Load()
+	for end := time.Now().Add(30 * time.Second); successes.Load() < served+5 && failures.Load() == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no admissions against the new certificate within 30s")
+		}
+	}
 	close(stop)
 	wg.Wait()
 	if n := failures.Load(); n > 0 {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -133,42 +134,41 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 }
 
 func TestCacheSingleflight(t *testing.T) {
-	c := NewVerdictCache(CacheOptions{})
-	v := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
 	img := testImage(t, 1)
-	var wg sync.WaitGroup
-	outcomes := make(chan Outcome, 100)
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, o := c.Verify(context.Background(), v, img)
-			if !r.Verified() {
-				t.Errorf("result %s", r.Reason)
-			}
-			outcomes <- o
-		}()
-	}
-	// Let the callers pile up on the one verification, then release it.
-	for v.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(v.gate)
-	wg.Wait()
-	close(outcomes)
-	if got := v.calls.Load(); got != 1 {
-		t.Fatalf("100 concurrent identical verifications ran %d times, want 1", got)
-	}
-	counts := map[Outcome]int{}
-	for o := range outcomes {
-		counts[o]++
-	}
-	// One caller did the work (miss); the others joined it (shared) or,
-	// arriving after it finished, found its verdict (hit).
-	if counts[OutcomeMiss] != 1 || counts[OutcomeMiss]+counts[OutcomeShared]+counts[OutcomeHit] != 100 || counts[OutcomeShared] == 0 {
-		t.Fatalf("outcomes %v", counts)
-	}
+	// In a synctest bubble, synctest.Wait returns once every caller is
+	// blocked: one in the verifier, the 99 others waiting for its answer.
+	synctest.Test(t, func(t *testing.T) {
+		c := NewVerdictCache(CacheOptions{})
+		v := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+		var wg sync.WaitGroup
+		outcomes := make(chan Outcome, 100)
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, o := c.Verify(context.Background(), v, img)
+				if !r.Verified() {
+					t.Errorf("result %s", r.Reason)
+				}
+				outcomes <- o
+			}()
+		}
+		synctest.Wait()
+		close(v.gate)
+		wg.Wait()
+		close(outcomes)
+		if got := v.calls.Load(); got != 1 {
+			t.Fatalf("100 concurrent identical verifications ran %d times, want 1", got)
+		}
+		counts := map[Outcome]int{}
+		for o := range outcomes {
+			counts[o]++
+		}
+		// One caller did the work (miss); all the others joined it.
+		if counts[OutcomeMiss] != 1 || counts[OutcomeShared] != 99 {
+			t.Fatalf("outcomes %v, want 1 miss and 99 shared", counts)
+		}
+	})
 }
 
 func TestCacheCallerDeadlineDoesNotCancelSharedWork(t *testing.T) {

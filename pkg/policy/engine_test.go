@@ -7,7 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -294,26 +294,28 @@ func (r *gatedResolver) Resolve(_ context.Context, ref name.Reference, _ authn.K
 func TestConcurrentAdmissionsOfOneTagResolveItOnce(t *testing.T) {
 	f := newFixture()
 	policies := compileAll(t, f, cip("prod", v1alpha1.ModeEnforce, []string{reg + "/**"}, kmsAuth("ci-kms", "awskms:///alias/cosign")))
-	r := &gatedResolver{gate: make(chan struct{})}
-	e := &Engine{Cache: NewVerdictCache(CacheOptions{}), Resolver: r}
-	var wg sync.WaitGroup
-	var denied atomic.Int32
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !e.Evaluate(context.Background(), policies, Request{Images: []ImageRef{{Ref: reg + "/app:v1"}}}).Allowed() {
-				denied.Add(1)
-			}
-		}()
-	}
-	for r.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond) // let the other admissions join
-	close(r.gate)
-	wg.Wait()
-	if r.calls.Load() != 1 || denied.Load() != 0 {
-		t.Fatalf("50 concurrent admissions of one tag: %d resolutions, %d denied; want 1 and 0", r.calls.Load(), denied.Load())
-	}
+	// A synctest bubble: synctest.Wait returns once every admission is
+	// blocked, the first in the resolver and the others waiting for its
+	// answer, so the gate opens only after all 50 have joined.
+	synctest.Test(t, func(t *testing.T) {
+		r := &gatedResolver{gate: make(chan struct{})}
+		e := &Engine{Cache: NewVerdictCache(CacheOptions{}), Resolver: r}
+		var wg sync.WaitGroup
+		var denied atomic.Int32
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if !e.Evaluate(context.Background(), policies, Request{Images: []ImageRef{{Ref: reg + "/app:v1"}}}).Allowed() {
+					denied.Add(1)
+				}
+			}()
+		}
+		synctest.Wait()
+		close(r.gate)
+		wg.Wait()
+		if r.calls.Load() != 1 || denied.Load() != 0 {
+			t.Fatalf("50 concurrent admissions of one tag: %d resolutions, %d denied; want 1 and 0", r.calls.Load(), denied.Load())
+		}
+	})
 }
