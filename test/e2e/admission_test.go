@@ -80,7 +80,7 @@ func TestAdmission(t *testing.T) {
 		})
 	})
 	t.Run("updating a pod's image to an unsigned one is denied", func(t *testing.T) {
-		p, err := pods.Get(ctx, "signed", metav1.GetOptions{})
+		p, err := pods.Create(ctx, pod("update-me", signed), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestAdmission(t *testing.T) {
 		}
 	})
 	t.Run("kubectl debug: an unsigned ephemeral container is denied", func(t *testing.T) {
-		p, err := pods.Get(ctx, "signed", metav1.GetOptions{})
+		p, err := pods.Create(ctx, pod("debug-me", signed), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

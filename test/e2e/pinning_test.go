@@ -107,7 +107,7 @@ func TestDigestPinning(t *testing.T) {
 		}
 	})
 	t.Run("kubectl debug: an ephemeral container by tag is pinned", func(t *testing.T) {
-		p, err := pods.Get(ctx, "signed", metav1.GetOptions{})
+		p, err := pods.Create(ctx, pod("debug-me", pinned), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
