@@ -75,10 +75,15 @@ func (s *Store) Snapshot() *Snapshot { return s.current.Load() }
 // each time. The periodic resync still corrects a status someone changed.
 func (s *Store) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.ClusterImagePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.ClusterImagePolicy{}, builder.WithPredicates(compileOn)).
 		Named("clusterimagepolicy").
 		Complete(s)
 }
+
+// compileOn lets through the events that change what a policy compiles to:
+// creations, deletions and spec changes (a new generation), never status
+// writes.
+var compileOn predicate.Predicate = predicate.GenerationChangedPredicate{}
 
 // RBAC (config/rbac/role.yaml is generated from these markers): policies
 // are watched and their status patched; a Secret is read, uncached, only
