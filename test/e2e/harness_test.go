@@ -54,15 +54,20 @@ var (
 // its own namespace and policy names.
 func setup(t *testing.T) *harness {
 	t.Helper()
-	harnessOnce.Do(func() { shared, harnessErr = start(t) })
+	// Outside the Once: a skip (-short) or a missing stack ends this test
+	// only, and every later test says the same instead of finding no harness.
+	env := stack.Load(t)
+	harnessOnce.Do(func() {
+		harnessErr = fmt.Errorf("the e2e harness failed to start in an earlier test (see its failure)")
+		shared, harnessErr = start(t, env)
+	})
 	if harnessErr != nil {
 		t.Fatal(harnessErr)
 	}
 	return shared
 }
 
-func start(t *testing.T) (*harness, error) {
-	env := stack.Load(t)
+func start(t *testing.T, env *stack.Env) (*harness, error) {
 	h := &harness{env: env, exempt: fmt.Sprintf("e2e-exempt-%d", os.Getpid())}
 	var err error
 	if h.root, err = filepath.Abs("../.."); err != nil {
