@@ -97,9 +97,15 @@ fmt: ## gofmt every Go file.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## go vet, and fail on unformatted files.
+vet: ## go vet, and fail on unformatted files or a go.mod that go mod tidy would change.
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run make fmt"; exit 1; }
+	@go mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
+
+.PHONY: lint
+lint: vet ## golangci-lint (pinned, .golangci.yml) after make vet.
+	hack/tools.sh golangci-lint
+	bin/golangci-lint run ./...
 
 ##@ Local stack
 

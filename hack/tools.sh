@@ -23,6 +23,8 @@ DISTRIBUTION_VERSION=v3.0.0
 COSIGN_V2_VERSION=v2.6.5
 COSIGN_V3_VERSION=v3.1.3
 NOTATION_VERSION=v1.3.2
+# golangci-lint only for `make lint` (not a stack tool).
+GOLANGCI_LINT_VERSION=v2.15.0
 # kind only for `make e2e-kind` (needs a Docker engine; not built by default).
 KIND_VERSION=v0.33.0
 
@@ -82,6 +84,7 @@ build_helm() { go_install "$1" "helm.sh/helm/v3/cmd/helm@$2"; }
 build_registry() { go_install "$1" "github.com/distribution/distribution/v3/cmd/registry@$2"; }
 build_cosign() { go_install "$1" "github.com/sigstore/cosign/v2/cmd/cosign@$2"; }
 build_cosign3() { go_install "$1" "github.com/sigstore/cosign/v3/cmd/cosign@$2" && mv "$1/cosign" "$1/cosign3"; }
+build_golangci_lint() { go_install "$1" "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$2"; }
 build_kind() { go_install "$1" "sigs.k8s.io/kind@$2"; }
 build_notation() { (cd "$root/hack/tools/notation" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$1/notation" github.com/notaryproject/notation/cmd/notation); }
 
@@ -98,7 +101,8 @@ one() {
 	cosign3) install cosign3 "$COSIGN_V3_VERSION" build_cosign3 ;;
 	notation) install notation "$NOTATION_VERSION" build_notation ;;
 	kind) install kind "$KIND_VERSION" build_kind ;;
-	*) die "unknown tool $1 (known: ${STACK_TOOLS[*]} cosign cosign3 notation kind)" ;;
+	golangci-lint) install golangci-lint "$GOLANGCI_LINT_VERSION" build_golangci_lint ;;
+	*) die "unknown tool $1 (known: ${STACK_TOOLS[*]} cosign cosign3 notation kind golangci-lint)" ;;
 	esac
 }
 
