@@ -178,7 +178,7 @@ func waitForPods(t *testing.T, c client.Client, r *rendered) {
 func countPods(t *testing.T, c client.Client, ns string, sel *metav1.LabelSelector) int {
 	t.Helper()
 	var pods corev1.PodList
-	var selector labels.Selector = labels.Everything()
+	selector := labels.Everything()
 	if sel != nil {
 		var err error
 		if selector, err = metav1.LabelSelectorAsSelector(sel); err != nil {

@@ -116,7 +116,7 @@ func TestBuiltinCertificates(t *testing.T) {
 			_ = cs.CoreV1().Namespaces().Delete(ctx, n, metav1.DeleteOptions{})
 		}
 	})
-	replicaA := createConfigurations(t, cs, env.Kubeconfig, id, judged, vwcName, mwcName)
+	replicaA := createConfigurations(t, cs, id, judged, vwcName, mwcName)
 	flags := []string{"--namespace=" + ns, "--cert-secret=" + secretName, "--cert-dns-names=127.0.0.1",
 		"--validating-webhook-configuration=" + vwcName, "--mutating-webhook-configuration=" + mwcName,
 		"--ca-validity=45s", "--cert-validity=30s"}
@@ -263,7 +263,7 @@ func TestBuiltinCertificates(t *testing.T) {
 // createConfigurations registers a validating and a mutating configuration
 // without a caBundle, judging only the test's labelled namespace, pointing at
 // a port reserved for the first replica.
-func createConfigurations(t *testing.T, cs kubernetes.Interface, kubeconfig, id, judged, vwcName, mwcName string) int {
+func createConfigurations(t *testing.T, cs kubernetes.Interface, id, judged, vwcName, mwcName string) int {
 	t.Helper()
 	ports, err := fixtures.FreePorts(1)
 	if err != nil {

@@ -9,14 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/notaryproject/notation-core-go/signature/jws"
+	notationregistry "github.com/notaryproject/notation-go/registry"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/notaryproject/notation-core-go/signature/jws"
-	notationregistry "github.com/notaryproject/notation-go/registry"
 
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/admission"

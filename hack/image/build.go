@@ -53,7 +53,7 @@ func goBuild(ctx context.Context, o *options, p v1.Platform, out string) error {
 	// in the caller's environment cannot change the binary.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture, "GOAMD64=v1", "GOARM64=v8.0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s for %s: %v\n%s", commands[o.Cmd], p.String(), err, b)
+		return fmt.Errorf("go build %s for %s: %w\n%s", commands[o.Cmd], p.String(), err, b)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"debug/buildinfo"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -182,7 +183,7 @@ func TestImageOnStackRegistry(t *testing.T) {
 		if !reflect.DeepEqual(cf.Config.Labels, want) {
 			t.Errorf("Labels = %v, want %v", cf.Config.Labels, want)
 		}
-		if !cf.Created.Time.Equal(time.Unix(0, 0)) {
+		if !cf.Created.Equal(time.Unix(0, 0)) {
 			t.Errorf("Created = %s, want the Unix epoch (no SOURCE_DATE_EPOCH)", cf.Created.Time)
 		}
 		m, err := img.Manifest()
@@ -275,7 +276,8 @@ func TestImageOnStackRegistry(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, bin, "-help").CombinedOutput()
-		if _, exited := err.(*exec.ExitError); err != nil && !exited {
+		var exited *exec.ExitError
+		if err != nil && !errors.As(err, &exited) {
 			t.Fatal(err)
 		}
 		if !strings.Contains(string(out), "-webhook-port") {
@@ -305,7 +307,7 @@ func layerFiles(t *testing.T, img v1.Image) map[string]layerFile {
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return files
 		}
 		if err != nil {

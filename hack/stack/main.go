@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -81,8 +82,10 @@ func (s *stack) running() (bool, error) {
 	if err != nil || len(procs) == 0 {
 		return false, err
 	}
-	if _, err := os.Stat(s.envPath()); err != nil {
-		return false, nil
+	if _, err := os.Stat(s.envPath()); errors.Is(err, fs.ErrNotExist) {
+		return false, nil // up never finished writing it
+	} else if err != nil {
+		return false, err
 	}
 	for _, p := range procs {
 		if !p.alive() {

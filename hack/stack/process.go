@@ -97,7 +97,7 @@ func start(pids pidFile, logDir, name, bin string, args ...string) (proc, error)
 		return proc{}, err
 	}
 	if _, err := os.Stat(exe); err != nil {
-		return proc{}, fmt.Errorf("%s is not built (%v): run `make tools`", bin, err)
+		return proc{}, fmt.Errorf("%s is not built (%w): run `make tools`", bin, err)
 	}
 	exe, err = filepath.EvalSymlinks(exe)
 	if err != nil {

@@ -152,7 +152,7 @@ func (s *stack) buildServers(ctx context.Context) error {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.bin, name), pkg)
 		cmd.Dir = s.root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+			return fmt.Errorf("building %s: %w\n%s", pkg, err, out)
 		}
 	}
 	return nil
@@ -271,7 +271,7 @@ func waitHTTP(ctx context.Context, url string, client *http.Client, timeout time
 		}
 		last = err
 		if alive != nil && !alive() {
-			return fmt.Errorf("the process exited (%v)", last)
+			return fmt.Errorf("the process exited (%w)", last)
 		}
 		select {
 		case <-ctx.Done():

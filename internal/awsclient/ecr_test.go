@@ -73,7 +73,7 @@ func (s *ecrServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(map[string]any{"authorizationData": []map[string]any{{
-		"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:token-" + string(rune('a'+s.calls.Load())))),
+		"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:token-" + string('a'+s.calls.Load()))),
 		"expiresAt":          float64(s.expires.Load()),
 		"proxyEndpoint":      "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
 	}}})

@@ -27,11 +27,11 @@ type entry[V any] struct {
 }
 
 // New returns an empty Map; now is the clock (time.Now when nil).
-func New[K comparable, V any](ttl time.Duration, max int, now func() time.Time) *Map[K, V] {
+func New[K comparable, V any](ttl time.Duration, maxEntries int, now func() time.Time) *Map[K, V] {
 	if now == nil {
 		now = time.Now
 	}
-	return &Map[K, V]{ttl: ttl, max: max, now: now, entries: map[K]entry[V]{}}
+	return &Map[K, V]{ttl: ttl, max: maxEntries, now: now, entries: map[K]entry[V]{}}
 }
 
 // Get returns the live value of k.
@@ -50,7 +50,7 @@ func (m *Map[K, V]) Put(k K, v V) {
 
 // Update replaces the value of k with f(current, live) unless f returns
 // the current value unchanged, all under one lock, and returns the value k
-// then holds. A value f keeps keeps its original expiry.
+// then holds. A value that f leaves unchanged keeps its original expiry.
 func (m *Map[K, V]) Update(k K, f func(cur V, live bool) (next V, replace bool)) V {
 	m.mu.Lock()
 	defer m.mu.Unlock()

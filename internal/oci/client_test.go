@@ -98,7 +98,10 @@ func TestTransportCapsRedirects(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	_, err = hc.Get(srv.URL + "/hop/4")
+	resp, err = hc.Get(srv.URL + "/hop/4")
+	if err == nil {
+		resp.Body.Close()
+	}
 	want := "registry exceeded Signet's limit on redirects (3) at " + srv.URL + "/hop/0"
 	if err == nil || !strings.HasSuffix(err.Error(), want) || !IsLimit(err) {
 		t.Fatalf("error = %v, want one ending %q", err, want)
@@ -119,13 +122,19 @@ func TestKeychainFallsBackToDefault(t *testing.T) {
 
 func TestTransportRefusesPlainHTTPToNonLoopbackHosts(t *testing.T) {
 	hc := &http.Client{Transport: New(Options{InsecureRegistries: []string{"mirror.internal:5000"}}).Transport()}
-	_, err := hc.Get("http://10.1.2.3:5000/v2/")
+	resp, err := hc.Get("http://10.1.2.3:5000/v2/")
+	if err == nil {
+		resp.Body.Close()
+	}
 	want := "refusing plain HTTP to registry 10.1.2.3:5000: only loopback registries and those named with --insecure-registry may be reached without TLS"
 	if err == nil || !strings.HasSuffix(err.Error(), want) {
 		t.Fatalf("error = %v, want one ending %q", err, want)
 	}
 	// An explicitly insecure host passes the rule (and then fails to resolve here).
-	_, err = hc.Get("http://mirror.internal:5000/v2/")
+	resp, err = hc.Get("http://mirror.internal:5000/v2/")
+	if err == nil {
+		resp.Body.Close()
+	}
 	if err == nil || strings.Contains(err.Error(), "refusing plain HTTP") {
 		t.Fatalf("insecure registry refused: %v", err)
 	}

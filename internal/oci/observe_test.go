@@ -92,7 +92,8 @@ func TestObserveSeesEveryRegistryRequest(t *testing.T) {
 		down := httptest.NewServer(http.NotFoundHandler())
 		downHost := strings.TrimPrefix(down.URL, "http://")
 		down.Close()
-		if _, err := (&http.Client{Transport: c.Transport()}).Get(down.URL + "/v2/"); err == nil {
+		if resp, err := (&http.Client{Transport: c.Transport()}).Get(down.URL + "/v2/"); err == nil {
+			resp.Body.Close()
 			t.Fatal("GET of a closed server succeeded")
 		}
 		want := []string{downHost + " 0 error"}
@@ -103,7 +104,8 @@ func TestObserveSeesEveryRegistryRequest(t *testing.T) {
 	t.Run("refused before sending", func(t *testing.T) {
 		// Plain HTTP to a non-loopback host never leaves Signet: nothing
 		// reached a registry, so nothing is observed.
-		if _, err := (&http.Client{Transport: c.Transport()}).Get("http://registry.example.com/v2/"); err == nil {
+		if resp, err := (&http.Client{Transport: c.Transport()}).Get("http://registry.example.com/v2/"); err == nil {
+			resp.Body.Close()
 			t.Fatal("plain HTTP to a remote registry was sent")
 		}
 		if got := obs.take(); len(got) != 0 {

@@ -48,12 +48,12 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	max := t.limits.MaxResponseBytes
-	if resp.ContentLength > max {
+	limit := t.limits.MaxResponseBytes
+	if resp.ContentLength > limit {
 		resp.Body.Close()
-		return nil, &LimitError{What: "response body", Limit: max, URL: redact(req)}
+		return nil, &LimitError{What: "response body", Limit: limit, URL: redact(req)}
 	}
-	resp.Body = &limitedBody{rc: resp.Body, remaining: max, limit: max, url: redact(req)}
+	resp.Body = &limitedBody{rc: resp.Body, remaining: limit, limit: limit, url: redact(req)}
 	return resp, nil
 }
 

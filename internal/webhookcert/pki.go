@@ -42,11 +42,14 @@ type material struct {
 	tls    *tls.Certificate
 }
 
+// pemCertificate is the PEM block type of every certificate Signet writes or reads.
+const pemCertificate = "CERTIFICATE"
+
 // bundlePEM is what goes into caBundle and ca.crt.
 func (m *material) bundlePEM() []byte {
 	var b bytes.Buffer
 	for _, c := range m.cas {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		_ = pem.Encode(&b, &pem.Block{Type: pemCertificate, Bytes: c.Raw})
 	}
 	return b.Bytes()
 }
@@ -59,7 +62,7 @@ func (m *material) data() (map[string][]byte, error) {
 	return map[string][]byte{
 		keyCABundle: m.bundlePEM(),
 		keyCAKey:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: caKey}),
-		keyCert:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.cert.Raw}),
+		keyCert:     pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: m.cert.Raw}),
 		keyKey:      m.keyPEM,
 	}, nil
 }
@@ -93,7 +96,7 @@ func parseCerts(data []byte) ([]*x509.Certificate, error) {
 		if block == nil {
 			return out, nil
 		}
-		if block.Type != "CERTIFICATE" {
+		if block.Type != pemCertificate {
 			continue
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
@@ -190,7 +193,7 @@ func (m *material) issue(hosts []string, now time.Time, validity time.Duration) 
 		return err
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	pair, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM)
+	pair, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: der}), keyPEM)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,9 @@ package policy
 import (
 	"context"
 	"errors"
-	"time"
-
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"

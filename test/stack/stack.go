@@ -139,7 +139,7 @@ func stateDir() (string, error) {
 func readEnvFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("the stack is not running (%v)", err)
+		return nil, fmt.Errorf("the stack is not running (%w)", err)
 	}
 	defer f.Close()
 	vars := map[string]string{}

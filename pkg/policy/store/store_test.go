@@ -43,9 +43,9 @@ func newVerifier(_ context.Context, a v1alpha1.Authority, _ []byte) (policy.Veri
 	return keyVerifier{key: a.Key.Data}, nil
 }
 
-func cip(name, key string, generation int64) *v1alpha1.ClusterImagePolicy {
+func cip(name, key string) *v1alpha1.ClusterImagePolicy {
 	return &v1alpha1.ClusterImagePolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Generation: generation},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1},
 		Spec: v1alpha1.ClusterImagePolicySpec{
 			Images:      []v1alpha1.ImageGlob{{Glob: "registry.example/app/**"}},
 			Authorities: []v1alpha1.Authority{{Name: "ci", Key: &v1alpha1.KeyAuthority{Data: key}}},
@@ -101,7 +101,7 @@ func names(s *Snapshot) []string {
 }
 
 func TestReconcilePublishesSortedSnapshotsAndRemovesDeletedPolicies(t *testing.T) {
-	f := newFixture(t, cip("b", "k1", 1), cip("a", "k2", 1))
+	f := newFixture(t, cip("b", "k1"), cip("a", "k2"))
 	before := f.store.Snapshot()
 	f.reconcile(t, "b")
 	f.reconcile(t, "a")
@@ -116,7 +116,7 @@ func TestReconcilePublishesSortedSnapshotsAndRemovesDeletedPolicies(t *testing.T
 		t.Fatalf("Ready = %+v", c)
 	}
 
-	if err := f.c.Delete(context.Background(), cip("b", "k1", 1)); err != nil {
+	if err := f.c.Delete(context.Background(), cip("b", "k1")); err != nil {
 		t.Fatal(err)
 	}
 	f.reconcile(t, "b")
@@ -126,7 +126,7 @@ func TestReconcilePublishesSortedSnapshotsAndRemovesDeletedPolicies(t *testing.T
 }
 
 func TestUnavailableAuthorityFailsClosedAndRetriesSooner(t *testing.T) {
-	f := newFixture(t, cip("p", "unavailable", 1))
+	f := newFixture(t, cip("p", "unavailable"))
 	res := f.reconcile(t, "p")
 	c := f.ready(t, "p")
 	want := `images this policy governs are denied until its authorities load: authority "ci": KMS is unreachable`
@@ -143,7 +143,7 @@ func TestUnavailableAuthorityFailsClosedAndRetriesSooner(t *testing.T) {
 }
 
 func TestAnUnchangedStatusIsNotWrittenAgain(t *testing.T) {
-	f := newFixture(t, cip("p", "k1", 1))
+	f := newFixture(t, cip("p", "k1"))
 	f.reconcile(t, "p")
 	got := &v1alpha1.ClusterImagePolicy{}
 	if err := f.c.Get(context.Background(), client.ObjectKey{Name: "p"}, got); err != nil {
@@ -160,7 +160,7 @@ func TestAnUnchangedStatusIsNotWrittenAgain(t *testing.T) {
 }
 
 func TestOnlySpecChangesCreationsAndDeletionsCompile(t *testing.T) {
-	old := cip("p", "k1", 1)
+	old := cip("p", "k1")
 	statusOnly := old.DeepCopy()
 	statusOnly.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Compiled", Message: "another replica"}}
 	specChanged := old.DeepCopy()
@@ -181,7 +181,7 @@ func TestOnlySpecChangesCreationsAndDeletionsCompile(t *testing.T) {
 }
 
 func TestAChangedKeyForgetsTheOldKeysVerdicts(t *testing.T) {
-	f := newFixture(t, cip("p", "k1", 1), cip("shares-k2", "k2", 1))
+	f := newFixture(t, cip("p", "k1"), cip("shares-k2", "k2"))
 	f.reconcile(t, "p")
 	f.reconcile(t, "shares-k2")
 	ref, err := name.NewDigest("registry.example/app@sha256:" + strings.Repeat("a", 64))
@@ -215,7 +215,7 @@ func TestAChangedKeyForgetsTheOldKeysVerdicts(t *testing.T) {
 }
 
 func TestSyncedWaitsForEveryPolicyAtItsGeneration(t *testing.T) {
-	f := newFixture(t, cip("a", "k1", 1), cip("b", "k1", 1))
+	f := newFixture(t, cip("a", "k1"), cip("b", "k1"))
 	ctx := context.Background()
 	f.reconcile(t, "a")
 	if err := f.store.Synced(ctx); err == nil || err.Error() != `ClusterImagePolicy "b" is not compiled yet` {

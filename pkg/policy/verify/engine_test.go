@@ -25,13 +25,12 @@ import (
 // test's alone), two KMS keys on the stack's KMS test server, and images
 // signed by the real cosign CLI.
 type world struct {
-	reg        *registry.Server
-	host       string
-	aliasA     string
-	aliasB     string
-	verifiers  *verify.Verifiers
-	cosign     string
-	imageCount int
+	reg       *registry.Server
+	host      string
+	aliasA    string
+	aliasB    string
+	verifiers *verify.Verifiers
+	cosign    string
 }
 
 func newWorld(t *testing.T) *world {

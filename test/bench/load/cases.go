@@ -57,7 +57,7 @@ func (b *bench) runCases(ctx context.Context) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.defer_(w.Stop)
+	b.later(w.Stop)
 	if err := b.policies(ctx); err != nil {
 		return nil, err
 	}
@@ -138,22 +138,22 @@ func (b *bench) prepare(ctx context.Context) (*images, error) {
 	var cosignDigests, signerDigests []name.Digest
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		cosignDigests, err = pushImages(gctx, cosignRepo, "v", 2*n+2)
+		cosignDigests, err = pushImages(gctx, cosignRepo, 2*n+2)
 		return err
 	})
 	g.Go(func() (err error) {
-		signerDigests, err = pushImages(gctx, signerRepo, "v", 2*n)
+		signerDigests, err = pushImages(gctx, signerRepo, 2*n)
 		return err
 	})
 	g.Go(func() error {
-		d, err := pushImages(gctx, b.burstRepo(), "v", 1)
+		d, err := pushImages(gctx, b.burstRepo(), 1)
 		if err == nil {
 			imgs.burst = d[0]
 		}
 		return err
 	})
 	g.Go(func() error {
-		d, err := pushImages(gctx, b.fastRepo("cosign/rtt"), "v", 1)
+		d, err := pushImages(gctx, b.fastRepo("cosign/rtt"), 1)
 		if err == nil {
 			imgs.fastProbe = d[0].String()
 		}

@@ -144,7 +144,7 @@ func (b *bench) rollout(ctx context.Context, ns, name, image string) (time.Durat
 			return took, pinned, nil
 		}
 		if time.Now().After(deadline) {
-			return 0, false, fmt.Errorf("Deployment %s/%s: %d of %d Pods after 2 minutes (events: kubectl -n %s get events)", ns, name, len(pods.Items), b.cfg.Replicas, ns)
+			return 0, false, fmt.Errorf("deployment %s/%s: %d of %d Pods after 2 minutes (events: kubectl -n %s get events)", ns, name, len(pods.Items), b.cfg.Replicas, ns)
 		}
 		select {
 		case <-ctx.Done():
@@ -202,13 +202,13 @@ func (b *bench) register(ctx context.Context, w *webhook) error {
 	if _, err := api.ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	b.defer_(func() {
+	b.later(func() {
 		_ = api.ValidatingWebhookConfigurations().Delete(context.Background(), vwc.Name, metav1.DeleteOptions{})
 	})
 	if _, err := api.MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	b.defer_(func() {
+	b.later(func() {
 		_ = api.MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
 	})
 	// The API server applies new configurations within a moment: probe

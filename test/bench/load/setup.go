@@ -98,7 +98,7 @@ func setup(ctx context.Context, cfg *config, out io.Writer) (*bench, error) {
 	if b.dir, err = os.MkdirTemp("", b.id+"-"); err != nil {
 		return nil, err
 	}
-	b.defer_(func() { os.RemoveAll(b.dir) })
+	b.later(func() { os.RemoveAll(b.dir) })
 	b.logDir = filepath.Join(filepath.Dir(b.kubeconfig), "logs")
 	if fi, err := os.Stat(b.logDir); err != nil || !fi.IsDir() {
 		b.logDir = b.dir
@@ -141,14 +141,14 @@ func setup(ctx context.Context, cfg *config, out io.Writer) (*bench, error) {
 	// process on 127.0.0.1; the webhook inherits AWS_ENDPOINT_URL_SIGNER.
 	b.signerSrv = signertest.New()
 	srv := httptest.NewServer(b.signerSrv)
-	b.defer_(srv.Close)
+	b.later(srv.Close)
 	if err := os.Setenv("AWS_ENDPOINT_URL_SIGNER", srv.URL); err != nil {
 		return nil, err
 	}
 
 	b.burstRegistry = registry.New()
 	regSrv := httptest.NewServer(b.burstRegistry)
-	b.defer_(regSrv.Close)
+	b.later(regSrv.Close)
 	b.burstRegistryHost = strings.TrimPrefix(regSrv.URL, "http://")
 
 	if b.bin = cfg.Webhook; b.bin == "" {
@@ -199,7 +199,7 @@ func (b *bench) policies(ctx context.Context) error {
 		if err := b.c.Create(ctx, p); err != nil {
 			return fmt.Errorf("creating policy %s: %w", p.Name, err)
 		}
-		b.defer_(func() { _ = b.c.Delete(context.Background(), p) })
+		b.later(func() { _ = b.c.Delete(context.Background(), p) })
 	}
 	for _, p := range []*v1alpha1.ClusterImagePolicy{cosign, signer} {
 		if err := b.waitReady(ctx, p.Name); err != nil {
@@ -268,12 +268,12 @@ func (b *bench) createNamespace(ctx context.Context, ns string, labels map[strin
 	if err != nil {
 		return err
 	}
-	b.defer_(func() { _ = b.cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	b.later(func() { _ = b.cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	return nil
 }
 
-// defer_ registers a cleanup; cleanup runs them in reverse order.
-func (b *bench) defer_(f func()) { b.cleanups = append(b.cleanups, f) }
+// later registers a cleanup; cleanup runs them in reverse order.
+func (b *bench) later(f func()) { b.cleanups = append(b.cleanups, f) }
 
 func (b *bench) cleanup() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {

@@ -119,16 +119,16 @@ func (s *signerSigner) sign(ctx context.Context, d name.Digest) error {
 	})
 }
 
-// pushImages pushes n small random images as repo:<prefix>-<i> and returns
+// pushImages pushes n small random images as repo:v-<i> and returns
 // their digests, with a few pushes at a time.
-func pushImages(ctx context.Context, repo name.Repository, prefix string, n int) ([]name.Digest, error) {
+func pushImages(ctx context.Context, repo name.Repository, n int) ([]name.Digest, error) {
 	out := make([]name.Digest, n)
 	err := parallel(ctx, n, 8, func(i int) error {
 		img, err := random.Image(256, 1)
 		if err != nil {
 			return err
 		}
-		tag := repo.Tag(fmt.Sprintf("%s-%d", prefix, i))
+		tag := repo.Tag(fmt.Sprintf("v-%d", i))
 		if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
 			return fmt.Errorf("pushing %s: %w", tag, err)
 		}

@@ -132,7 +132,7 @@ func TestEveryKeySpecSignsAndVerifies(t *testing.T) {
 				KeyId: md.KeyId, Arn: aws.String(arnPrefix + "key/" + *md.KeyId), AWSAccountId: aws.String("123456789012"),
 				CreationDate: md.CreationDate, Enabled: true, Description: aws.String("test " + string(tc.spec)),
 				KeyState: types.KeyStateEnabled, KeyUsage: types.KeyUsageTypeSignVerify,
-				KeySpec: tc.spec, CustomerMasterKeySpec: types.CustomerMasterKeySpec(tc.spec),
+				KeySpec: tc.spec, CustomerMasterKeySpec: types.CustomerMasterKeySpec(tc.spec), //nolint:staticcheck // AWS still sends the deprecated twin; so must the server
 				SigningAlgorithms: tc.algorithms, KeyManager: types.KeyManagerTypeCustomer, Origin: types.OriginTypeAwsKms,
 				MultiRegion: aws.Bool(false),
 			}

@@ -3,6 +3,7 @@ package awssigner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/notaryproject/notation-go/registry"
@@ -45,7 +46,7 @@ func (r *repository) ListSignatures(ctx context.Context, desc ocispec.Descriptor
 		fnErr = fn(descs)
 		return fnErr
 	})
-	if err != nil && err != fnErr {
+	if err != nil && !errors.Is(err, fnErr) {
 		r.s.fail("the image's referrers", err)
 	}
 	return err

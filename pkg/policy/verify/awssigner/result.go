@@ -90,7 +90,7 @@ func (v *Verifier) verdict(ctx context.Context, res policy.Result, s *session, e
 
 // isNoSignature: notation-go found no signature manifest for the digest.
 func isNoSignature(err error) bool {
-	var e notation.ErrorSignatureRetrievalFailed
+	var e notation.SignatureRetrievalFailedError
 	return errors.As(err, &e) && strings.HasPrefix(e.Msg, "no signature is associated with")
 }
 

@@ -123,7 +123,9 @@ func (s *session) referrerCandidates(desc v1.Descriptor) ([]*candidate, error) {
 		}
 		b := &sgbundle.Bundle{}
 		if err := b.UnmarshalJSON(payload); err != nil {
-			return []*candidate{{where: where, invalid: "bundle in " + where + " is not a valid Sigstore bundle"}}, nil
+			// An unreadable bundle is a finding about this candidate, not a
+			// failure to look: it is reported, and the lookup goes on.
+			return []*candidate{{where: where, invalid: "bundle in " + where + " is not a valid Sigstore bundle"}}, nil //nolint:nilerr // see above
 		}
 		if !b.MinVersion("v0.3") {
 			return []*candidate{{where: where, invalid: "bundle in " + where + " is older than v0.3"}}, nil

@@ -101,9 +101,9 @@ func (s *session) manifest(ref name.Reference, what string) (*v1.Manifest, error
 // descriptor is over MaxPayloadBytes. go-containerregistry checks the
 // blob's digest and size against the descriptor as it reads.
 func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
-	max := s.limits.MaxPayloadBytes
-	if desc.Size > max {
-		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: max,
+	limit := s.limits.MaxPayloadBytes
+	if desc.Size > limit {
+		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: limit,
 			URL: fmt.Sprintf("%s@%s (%d bytes)", s.digest.Context().Name(), desc.Digest, desc.Size)}}
 	}
 	layer, err := s.puller.Layer(s.ctx, s.digest.Context().Digest(desc.Digest.String()))
@@ -115,12 +115,12 @@ func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 		return nil, &fetchError{what, err}
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, &fetchError{what, err}
 	}
-	if int64(len(b)) > max {
-		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: max,
+	if int64(len(b)) > limit {
+		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: limit,
 			URL: fmt.Sprintf("%s@%s", s.digest.Context().Name(), desc.Digest)}}
 	}
 	if int64(len(b)) != desc.Size {

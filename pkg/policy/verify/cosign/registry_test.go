@@ -34,7 +34,7 @@ func newFaultyRegistry(t *testing.T) *faultyRegistry {
 		if f := fr.fault.Load(); f != nil && (*f)(w, r) {
 			return
 		}
-		fr.Server.ServeHTTP(w, r)
+		fr.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	fr.host = strings.TrimPrefix(srv.URL, "http://")

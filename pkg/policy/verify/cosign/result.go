@@ -81,7 +81,7 @@ func failureCause(err error, s *session) string {
 	if code := statusCode(err); code != 0 {
 		return fmt.Sprintf("registry %s answered HTTP %d %s reading %s", host, code, http.StatusText(code), what)
 	}
-	var inner error = err
+	inner := err
 	if fe != nil {
 		inner = fe.err
 	}
