@@ -79,12 +79,12 @@ image-push: ## Build the image without Docker for PLATFORMS and push it to IMAGE
 	go run ./hack/image --image $(IMAGE) --tag $(VERSION) --version $(VERSION) --revision $(REVISION) --cmd $(IMAGE_CMD) --platforms $(PLATFORMS)
 
 .PHONY: generate
-generate: tools ## Regenerate deepcopy code, the CRD, RBAC and webhook manifests from the code's markers.
+generate: tools ## Regenerate deepcopy code, the CRD and RBAC (controller-gen markers) and the webhook configurations (pkg/admission's table of kinds).
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/policy/api/...
 	$(BIN)/controller-gen crd paths=./pkg/policy/api/... output:crd:artifacts:config=config/crd/bases
 	cp config/crd/bases/*.yaml charts/signet/files/crds/
-	$(BIN)/controller-gen rbac:roleName=signet-webhook webhook paths=./pkg/... \
-	  output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	$(BIN)/controller-gen rbac:roleName=signet-webhook paths=./pkg/... output:rbac:artifacts:config=config/rbac
+	go run ./hack/webhookgen
 
 .PHONY: chart-lint
 chart-lint: ## helm lint --strict charts/signet, and its tests that need no cluster (render matrix, schema, values docs).

@@ -204,6 +204,14 @@ func TestMatchConditionsSkipIrrelevantUpdates(t *testing.T) {
 		step(t, d, func() {
 			d.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "init", Image: image("init")}}
 		}, "deployments UPDATE deploy")
+		// Image volumes are pulled like container images.
+		step(t, d, func() {
+			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "model", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: image("model-1")}}}}
+		}, "deployments UPDATE deploy")
+		step(t, d, func() { d.Spec.Template.Spec.Volumes[0].Image.Reference = image("model-2") }, "deployments UPDATE deploy")
+		step(t, d, func() {
+			d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		})
 	})
 	t.Run("replicaset", func(t *testing.T) {
 		rs := &appsv1.ReplicaSet{ObjectMeta: meta("rs"), Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](0), Selector: selector, Template: template("v1")}}

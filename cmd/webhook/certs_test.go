@@ -281,7 +281,7 @@ func createConfigurations(t *testing.T, cs kubernetes.Interface, id, judged, vwc
 	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: vwcName},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: "pods.certs-" + id + ".signet.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: url(admission.PathPods)},
+			Name: "pods.certs-" + id + ".signet.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: url(admission.MustKind("pods").ValidatePath())},
 			Rules: rules, FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout,
 			NamespaceSelector: selector, AdmissionReviewVersions: []string{"v1"},
 		}},
@@ -291,7 +291,7 @@ func createConfigurations(t *testing.T, cs kubernetes.Interface, id, judged, vwc
 	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: mwcName},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: "pods.pin-certs-" + id + ".signet.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: url("/pin/pods")},
+			Name: "pods.pin-certs-" + id + ".signet.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: url(admission.MustKind("pods").PinPath())},
 			Rules: rules, FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout,
 			NamespaceSelector: selector, AdmissionReviewVersions: []string{"v1"},
 		}},

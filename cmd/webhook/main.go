@@ -18,12 +18,16 @@ import (
 
 	// The image has no CA bundle file: Go's embedded Mozilla roots are the fallback for AWS and registry TLS.
 	_ "golang.org/x/crypto/x509roots/fallback"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -96,6 +100,13 @@ func run(args []string) error {
 		HealthProbeBindAddress: opts.HealthProbeBindAddress,
 		PprofBindAddress:       opts.PprofBindAddress,
 		WebhookServer:          webhook.NewServer(serverOpts),
+		// The validators watch only Signet's own MutatingWebhookConfiguration
+		// (RBAC grants it by name), to know whether pinning is installed.
+		Cache: ctrlcache.Options{ByObject: map[client.Object]ctrlcache.ByObject{
+			&admissionregistrationv1.MutatingWebhookConfiguration{}: {
+				Field: fields.OneTermEqualSelector("metadata.name", opts.MutatingWebhookConfiguration),
+			},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -140,6 +151,10 @@ func run(args []string) error {
 		VerifyTimeout: opts.verifyTimeout(),
 		PullSecrets:   mgr.GetAPIReader(),
 		Recorder:      metrics,
+		Ready:         policiesReady(policies),
+	}
+	if opts.DigestPinning && opts.MutatingWebhookConfiguration != "" {
+		judge.Pinning = admission.PinningInstalled(mgr.GetClient(), opts.MutatingWebhookConfiguration)
 	}
 	registerWebhooks(mgr.GetWebhookServer(), scheme, opts, judge, admission.PolicyValidator{
 		NewVerifier: verifiers.Factory(),
@@ -178,6 +193,23 @@ func run(args []string) error {
 	}
 	log.Info("starting", "version", buildinfo.Of(version), "webhookPort", opts.WebhookPort, "certManagement", opts.CertManagement, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
 	return mgr.Start(ctx)
+}
+
+// policiesReady reports whether the policy store has compiled every policy
+// once. It latches: a policy edited later is served from the previous
+// snapshot while it recompiles, rather than failing admissions meanwhile.
+func policiesReady(s *store.Store) func(context.Context) error {
+	var synced atomic.Bool
+	return func(ctx context.Context) error {
+		if synced.Load() {
+			return nil
+		}
+		if err := s.Synced(ctx); err != nil {
+			return fmt.Errorf("its ClusterImagePolicies are not all compiled yet (%w)", err)
+		}
+		synced.Store(true)
+		return nil
+	}
 }
 
 // registerWebhooks serves the admission endpoints: the validators, the

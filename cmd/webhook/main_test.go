@@ -87,7 +87,7 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 		"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe","namespace":"default"},
 		"spec":{"containers":[{"name":"app","image":"registry.invalid/signet-main-test@sha256:` + strings.Repeat("0", 64) + `"}]}}}}`
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
-	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.PathPods), "application/json", strings.NewReader(review))
+	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.MustKind("pods").ValidatePath()), "application/json", strings.NewReader(review))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 	if !drained {
 		t.Fatal("/readyz did not report the shutdown within 2s of SIGTERM")
 	}
-	resp, err = hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.PathPods), "application/json",
+	resp, err = hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", ports[0], admission.MustKind("pods").ValidatePath()), "application/json",
 		strings.NewReader(strings.Replace(review, "main-test-0001", "main-test-0002", 1)))
 	if err != nil {
 		t.Fatalf("admission refused while draining: %v", err)

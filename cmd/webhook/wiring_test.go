@@ -58,13 +58,13 @@ func TestDigestPinningFlagWiring(t *testing.T) {
 		}
 		registerWebhooks(srv, scheme, opts, judge, admission.PolicyValidator{})
 		mux := srv.(*webhook.DefaultServer).WebhookMux()
-		for _, path := range []string{admission.PathPods, admission.PathClusterImagePolicies, admission.PathPinPods, admission.PathPinDeployments} {
+		for _, path := range []string{admission.MustKind("pods").ValidatePath(), admission.PathClusterImagePolicies, admission.MustKind("pods").PinPath(), admission.MustKind("deployments").PinPath()} {
 			if _, pattern := mux.Handler(httptest.NewRequest(http.MethodPost, path, nil)); pattern == "" {
 				t.Errorf("--digest-pinning=%v: %s is not served", pinning, path)
 			}
 		}
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, admission.PathPinPods, bytes.NewReader(review))
+		req := httptest.NewRequest(http.MethodPost, admission.MustKind("pods").PinPath(), bytes.NewReader(review))
 		req.Header.Set("Content-Type", "application/json")
 		mux.ServeHTTP(rec, req)
 		var got admissionv1.AdmissionReview

@@ -195,7 +195,7 @@ func (d *demo) startWebhook(kubeconfig, signerRoots string) (func(), error) {
 		return nil, err
 	}
 	w, err := fixtures.StartWebhook(bin, kubeconfig, filepath.Join(d.root, ".stack", "logs", "demo-webhook.log"),
-		"--aws-signer-roots="+signerRoots, "--no-match-policy=allow")
+		"--aws-signer-roots="+signerRoots, "--no-match-policy=allow", "--mutating-webhook-configuration=signet-demo-mutating")
 	if err != nil {
 		return nil, err
 	}
@@ -211,35 +211,35 @@ func (d *demo) startWebhook(kubeconfig, signerRoots string) (func(), error) {
 		stop()
 		return nil, err
 	}
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(10)
-	hook := func(name, path, group string, resources ...string) admissionregistrationv1.ValidatingWebhook {
-		url := w.URL(path)
-		return admissionregistrationv1.ValidatingWebhook{
-			Name: name, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources},
-			}},
-			FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{demoLabel: "true"}},
-		}
-	}
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "signet-demo"},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{
-			hook("pods.signet.dev", admission.PathPods, "", "pods"),
-			hook("deployments.signet.dev", admission.PathDeployments, "apps", "deployments"),
+	// The configurations config/ and the chart install, pointed at this
+	// process and at the demo's namespaces.
+	demo := &metav1.LabelSelector{MatchLabels: map[string]string{demoLabel: "true"}}
+	vwc, mwc := admission.WebhookConfigurations(admission.ConfigurationOptions{
+		Name: "signet-demo",
+		Client: func(path string) admissionregistrationv1.WebhookClientConfig {
+			url := w.URL(path)
+			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle}
 		},
+		NamespaceSelector: demo,
+		PolicySelector:    demo,
+		TimeoutSeconds:    10,
+	})
+	remove := func() {
+		_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), vwc.Name, metav1.DeleteOptions{})
+		_ = cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
 	}
-	_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(d.ctx, vwc.Name, metav1.DeleteOptions{})
+	remove()
 	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(d.ctx, vwc, metav1.CreateOptions{}); err != nil {
 		stop()
 		return nil, err
 	}
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(d.ctx, mwc, metav1.CreateOptions{}); err != nil {
+		remove()
+		stop()
+		return nil, err
+	}
 	return func() {
-		_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), vwc.Name, metav1.DeleteOptions{})
+		remove()
 		stop()
 	}, nil
 }

@@ -279,7 +279,7 @@ func waitHTTP(ctx context.Context, url string, client *http.Client, timeout time
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("gave up after %s: %v", timeout, last)
+	return fmt.Errorf("gave up after %s: %w", timeout, last)
 }
 
 func writeKubeconfig(path, server, ca, cert, key string) error {

@@ -17,6 +17,10 @@ func podSpec() corev1.PodSpec {
 		InitContainers:      []corev1.Container{{Name: "init", Image: "init:1"}},
 		Containers:          []corev1.Container{{Name: "a", Image: "a:1"}, {Name: "b", Image: "b:1"}},
 		EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox"}}},
+		Volumes: []corev1.Volume{
+			{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			{Name: "model", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "model:7"}}},
+		},
 	}
 }
 
@@ -28,6 +32,7 @@ func TestImagesOfEveryKind(t *testing.T) {
 			{Path: p + ".containers[0].image", Ref: "a:1"},
 			{Path: p + ".containers[1].image", Ref: "b:1"},
 			{Path: p + ".ephemeralContainers[0].image", Ref: "busybox"},
+			{Path: p + ".volumes[1].image.reference", Ref: "model:7"},
 		}
 	}
 	for _, tt := range []struct {
@@ -64,8 +69,9 @@ func TestChangedImages(t *testing.T) {
 	cur := podSpec()
 	cur.Containers[1].Image = "b:2"
 	cur.EphemeralContainers = append(cur.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "d2", Image: "debug:1"}})
+	cur.Volumes[1].Image.Reference = "model:8"
 	got := ChangedImages(&cur, &old, "spec")
-	want := []policy.ImageRef{{Path: "spec.containers[1].image", Ref: "b:2"}, {Path: "spec.ephemeralContainers[1].image", Ref: "debug:1"}}
+	want := []policy.ImageRef{{Path: "spec.containers[1].image", Ref: "b:2"}, {Path: "spec.ephemeralContainers[1].image", Ref: "debug:1"}, {Path: "spec.volumes[1].image.reference", Ref: "model:8"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}

@@ -7,10 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/signet-dev/signet/pkg/policy"
 )
@@ -31,6 +32,13 @@ type Judge struct {
 	// registry credentials (an uncached reader: Secrets are not watched).
 	// Nil: only Signet's own credentials are used.
 	PullSecrets client.Reader
+	// Ready reports whether Signet can judge at all (its policy snapshot is
+	// compiled); nil is always ready. Until it is, requests get 503.
+	Ready func(context.Context) error
+	// Pinning reports whether digest pinning is installed for a kind: the
+	// pinning webhook is served and its MutatingWebhookConfiguration calls
+	// it. Nil: not installed.
+	Pinning func(Kind) bool
 	// Recorder counts decisions (the metrics package); nil counts nothing.
 	Recorder Recorder
 
@@ -39,16 +47,58 @@ type Judge struct {
 	keychains keychains
 }
 
-// Recorder is told every decision the Judge makes.
+// Recorder is told every decision the Judge makes, and every request it
+// could not decide because Signet itself failed.
 type Recorder interface {
 	Decided(policy.Decision)
+	Failed(reason string)
 }
 
-// judge decides images of obj; an error denies (the controller-runtime
-// validator turns it into a 403 with its message), warnings are shown by
-// kubectl either way.
-func (j *Judge) judge(ctx context.Context, obj client.Object, spec *corev1.PodSpec, images []policy.ImageRef) (admission.Warnings, error) {
-	if len(images) == 0 || j.Exempt[obj.GetNamespace()] {
+// Reasons Signet could not decide (the metrics' error reasons).
+const (
+	FailedNotReady  = "not_ready"
+	FailedNamespace = "namespace_read"
+)
+
+// unavailable is Signet's own failure, never the image's: 503 Service
+// Unavailable with what failed and a retry hint, which controller-runtime
+// sends as the API status instead of a 403 denial.
+func (j *Judge) unavailable(reason, msg string) error {
+	if j.Recorder != nil {
+		j.Recorder.Failed(reason)
+	}
+	return apierrors.NewServiceUnavailable(msg + ". This is Signet's failure, not the image's: retry; if it persists, check Signet's logs (kubectl -n <signet namespace> logs deploy/signet)")
+}
+
+// toJudge returns the images this request needs judged, with the Pod spec
+// that holds them: every image on CREATE (old nil), the new or changed ones
+// on UPDATE (an unchanged image was judged when it was set), none for an
+// exempt namespace or an object that runs no Pods. The validators and the
+// pinner both ask it, so they always judge the same images.
+func (j *Judge) toJudge(obj, old client.Object) (*corev1.PodSpec, []policy.ImageRef) {
+	if j.Exempt[obj.GetNamespace()] {
+		return nil, nil
+	}
+	spec, path, ok := PodSpecOf(obj)
+	if !ok {
+		return nil, nil
+	}
+	if old == nil {
+		return spec, Images(spec, path)
+	}
+	oldSpec, _, ok := PodSpecOf(old)
+	if !ok {
+		return spec, Images(spec, path)
+	}
+	return spec, ChangedImages(spec, oldSpec, path)
+}
+
+// judge decides the images obj needs judged (see toJudge); a denial is an
+// error the controller-runtime validator turns into a 403 with its message,
+// Signet's own failures are 503s, and warnings are shown by kubectl either way.
+func (j *Judge) judge(ctx context.Context, obj, old client.Object) (ctrladmission.Warnings, error) {
+	spec, images := j.toJudge(obj, old)
+	if len(images) == 0 {
 		return nil, nil
 	}
 	log := logf.FromContext(ctx)
@@ -57,16 +107,39 @@ func (j *Judge) judge(ctx context.Context, obj client.Object, spec *corev1.PodSp
 	if err != nil {
 		return nil, err
 	}
+	pinned := j.Pinning != nil && j.pinningInstalled(obj)
+	warnings, denials := d.Warnings(), d.Denials()
+	if d.Allowed() {
+		for _, id := range d.Images {
+			if !enforcedTag(id) {
+				continue
+			}
+			if pinned {
+				denials = append(denials, notPinned(id))
+			} else {
+				warnings = append(warnings, tagMayMove(id))
+			}
+		}
+	}
 	if j.Recorder != nil {
 		j.Recorder.Decided(d)
 	}
-	log.Info("admission decided", "allowed", d.Allowed(), "images", len(images), "denied", len(d.Denials()), "warned", len(d.Warnings()), "duration", time.Since(begin))
-	warnings := admission.Warnings(d.Warnings())
-	if !d.Allowed() {
+	log.Info("admission decided", "allowed", len(denials) == 0, "images", len(images), "denied", len(denials), "warned", len(warnings), "duration", time.Since(begin))
+	if len(denials) > 0 {
 		// One line per denied image; kubectl prints it after "denied the request: ".
-		return warnings, fmt.Errorf("%s", strings.Join(d.Denials(), "\n"))
+		return warnings, fmt.Errorf("%s", strings.Join(denials, "\n"))
 	}
 	return warnings, nil
+}
+
+// pinningInstalled reports whether obj's kind has digest pinning installed.
+func (j *Judge) pinningInstalled(obj client.Object) bool {
+	for _, k := range Kinds {
+		if _, ok := k.podSpec(obj); ok {
+			return j.Pinning(k)
+		}
+	}
+	return false
 }
 
 // decide evaluates images of obj within VerifyTimeout. The validators and
@@ -75,12 +148,17 @@ func (j *Judge) judge(ctx context.Context, obj client.Object, spec *corev1.PodSp
 func (j *Judge) decide(ctx context.Context, obj client.Object, spec *corev1.PodSpec, images []policy.ImageRef) (policy.Decision, error) {
 	ctx, cancel := context.WithTimeout(ctx, j.VerifyTimeout)
 	defer cancel()
+	if j.Ready != nil {
+		if err := j.Ready(ctx); err != nil {
+			return policy.Decision{}, j.unavailable(FailedNotReady, fmt.Sprintf("Signet is not ready to judge images: %v", err))
+		}
+	}
 	objCtx := policy.ObjectContext{Namespace: obj.GetNamespace(), Labels: obj.GetLabels()}
 	if ns := obj.GetNamespace(); ns != "" {
 		nsObj := &corev1.Namespace{}
 		if err := j.Namespaces.Get(ctx, types.NamespacedName{Name: ns}, nsObj); err != nil {
 			// Without labels, namespace selectors cannot be evaluated: fail closed.
-			return policy.Decision{}, fmt.Errorf("Signet could not read namespace %q to apply ClusterImagePolicy namespace selectors: %v. This is a transient failure: retry", ns, err)
+			return policy.Decision{}, j.unavailable(FailedNamespace, fmt.Sprintf("Signet could not read namespace %q to apply ClusterImagePolicy namespace selectors: %v", ns, err))
 		}
 		objCtx.NamespaceLabels = nsObj.Labels
 	}
@@ -96,24 +174,17 @@ type Validator[T client.Object] struct {
 	Judge *Judge
 }
 
-// ValidateCreate implements admission.Validator.
-func (v Validator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
-	spec, path, ok := PodSpecOf(obj)
-	if !ok {
-		return nil, nil
-	}
-	return v.Judge.judge(ctx, obj, spec, Images(spec, path))
+// ValidateCreate implements ctrladmission.Validator.
+func (v Validator[T]) ValidateCreate(ctx context.Context, obj T) (ctrladmission.Warnings, error) {
+	return v.Judge.judge(ctx, obj, nil)
 }
 
-// ValidateUpdate implements admission.Validator.
-func (v Validator[T]) ValidateUpdate(ctx context.Context, oldObj, newObj T) (admission.Warnings, error) {
-	spec, path, ok := PodSpecOf(newObj)
-	if !ok {
-		return nil, nil
-	}
-	old, _, _ := PodSpecOf(oldObj)
-	return v.Judge.judge(ctx, newObj, spec, ChangedImages(spec, old, path))
+// ValidateUpdate implements ctrladmission.Validator.
+func (v Validator[T]) ValidateUpdate(ctx context.Context, oldObj, newObj T) (ctrladmission.Warnings, error) {
+	return v.Judge.judge(ctx, newObj, oldObj)
 }
 
-// ValidateDelete implements admission.Validator.
-func (Validator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) { return nil, nil }
+// ValidateDelete implements ctrladmission.Validator.
+func (Validator[T]) ValidateDelete(context.Context, T) (ctrladmission.Warnings, error) {
+	return nil, nil
+}

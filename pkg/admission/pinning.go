@@ -12,37 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/signet-dev/signet/pkg/policy"
 )
-
-// Paths the digest-pinning (mutating) webhook is served on, one per
-// Pod-bearing kind like the validators'.
-const (
-	PathPinPods                   = "/pin/pods"
-	PathPinDeployments            = "/pin/deployments"
-	PathPinReplicaSets            = "/pin/replicasets"
-	PathPinStatefulSets           = "/pin/statefulsets"
-	PathPinDaemonSets             = "/pin/daemonsets"
-	PathPinJobs                   = "/pin/jobs"
-	PathPinCronJobs               = "/pin/cronjobs"
-	PathPinReplicationControllers = "/pin/replicationcontrollers"
-)
-
-// RegisterPinning serves the digest-pinning webhook for every Pod-bearing
-// kind on srv. A nil j turns pinning off (--digest-pinning=false): the
-// paths still answer, admitting without a patch, so a
-// MutatingWebhookConfiguration left in place never stops Pods.
-func RegisterPinning(srv webhook.Server, scheme *runtime.Scheme, j *Judge) {
-	for _, path := range []string{
-		PathPinPods, PathPinDeployments, PathPinReplicaSets, PathPinStatefulSets,
-		PathPinDaemonSets, PathPinJobs, PathPinCronJobs, PathPinReplicationControllers,
-	} {
-		srv.Register(path, &admission.Webhook{Handler: NewPinner(scheme, j)})
-	}
-}
 
 // Pinner is the digest-pinning webhook: it rewrites every image that a
 // governing policy admitted by tag to "repo:tag@sha256:…" (the tag stays,
@@ -58,22 +31,22 @@ func RegisterPinning(srv webhook.Server, scheme *runtime.Scheme, j *Judge) {
 type Pinner struct {
 	judge   *Judge
 	scheme  *runtime.Scheme
-	decoder admission.Decoder
+	decoder ctrladmission.Decoder
 }
 
 // NewPinner builds a Pinner deciding with j; nil j pins nothing.
 func NewPinner(scheme *runtime.Scheme, j *Judge) *Pinner {
-	return &Pinner{judge: j, scheme: scheme, decoder: admission.NewDecoder(scheme)}
+	return &Pinner{judge: j, scheme: scheme, decoder: ctrladmission.NewDecoder(scheme)}
 }
 
-// Handle implements admission.Handler.
-func (p *Pinner) Handle(ctx context.Context, req admission.Request) admission.Response {
+// Handle implements ctrladmission.Handler.
+func (p *Pinner) Handle(ctx context.Context, req ctrladmission.Request) ctrladmission.Response {
 	log := logf.FromContext(ctx)
 	pins, err := p.pins(ctx, req)
 	if err == nil && len(pins) > 0 {
 		var patched []byte
 		if patched, err = setStrings(req.Object.Raw, pins); err == nil {
-			if resp := admission.PatchResponseFromRaw(req.Object.Raw, patched); resp.Allowed {
+			if resp := ctrladmission.PatchResponseFromRaw(req.Object.Raw, patched); resp.Allowed {
 				log.Info("images pinned to digests", "pinned", len(pins))
 				return resp
 			}
@@ -84,11 +57,11 @@ func (p *Pinner) Handle(ctx context.Context, req admission.Request) admission.Re
 		// The validating webhook decides; pinning only ever adds safety.
 		log.Info("images not pinned", "error", err.Error())
 	}
-	return admission.Allowed("")
+	return ctrladmission.Allowed("")
 }
 
 // pins returns the new value of each image field to pin, by field path.
-func (p *Pinner) pins(ctx context.Context, req admission.Request) (map[string]string, error) {
+func (p *Pinner) pins(ctx context.Context, req ctrladmission.Request) (map[string]string, error) {
 	if p.judge == nil || req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return nil, nil
 	}
@@ -96,21 +69,14 @@ func (p *Pinner) pins(ctx context.Context, req admission.Request) (map[string]st
 	if err != nil {
 		return nil, err
 	}
-	spec, path, ok := PodSpecOf(obj)
-	if !ok {
-		return nil, nil
-	}
-	images := Images(spec, path)
+	var old client.Object
 	if req.Operation == admissionv1.Update {
-		// As the validators: only new or changed images are judged.
-		old, err := p.decode(req, req.OldObject)
-		if err != nil {
+		if old, err = p.decode(req, req.OldObject); err != nil {
 			return nil, err
 		}
-		oldSpec, _, _ := PodSpecOf(old)
-		images = ChangedImages(spec, oldSpec, path)
 	}
-	if len(images) == 0 || p.judge.Exempt[obj.GetNamespace()] {
+	spec, images := p.judge.toJudge(obj, old)
+	if len(images) == 0 {
 		return nil, nil
 	}
 	d, err := p.judge.decide(ctx, obj, spec, images)
@@ -126,15 +92,45 @@ func (p *Pinner) pins(ctx context.Context, req admission.Request) (map[string]st
 	return pins, nil
 }
 
-// pinnable: admitted by the policies that govern it (not by the no-match
-// policy, not with a warning), named by a tag that was resolved to the
-// digest that was verified.
+// pinnable: governed by a policy (not decided by the no-match policy), not
+// denied, and named by a tag that was resolved to the digest judged. A
+// Warn-mode failure does not prevent the pin: what was judged is what runs.
 func pinnable(id policy.ImageDecision) bool {
-	return id.Verdict == policy.VerdictAdmitted && !id.NoMatch && id.Digest != "" && id.Resolved
+	return id.Verdict != policy.VerdictDenied && !id.NoMatch && id.Digest != "" && id.Resolved
+}
+
+// enforcedTag: an image that Enforce policies admitted while it is named
+// by a tag only. With pinning installed it should have arrived pinned; the
+// validator does not admit the tag, which could point elsewhere by the time
+// the kubelet pulls.
+func enforcedTag(id policy.ImageDecision) bool {
+	return pinnable(id) && len(id.Enforcers()) > 0
+}
+
+// notPinned denies an enforced tag that digest pinning left unpinned (the
+// pinning webhook timed out, or the tag moved between the two webhooks).
+func notPinned(id policy.ImageDecision) string {
+	return fmt.Sprintf("image %s (%s) is governed by %s and was verified at digest %s, but it arrives named by tag only: Signet's digest-pinning webhook did not pin it, and the tag could point to another digest when the kubelet pulls. Retry, or name the image by digest: %s@%s",
+		id.Image, id.Path, enforcers(id), id.Digest, id.Image, id.Digest)
+}
+
+// tagMayMove warns about an enforced tag when digest pinning is off.
+func tagMayMove(id policy.ImageDecision) string {
+	return fmt.Sprintf("image %s (%s) was verified at digest %s by %s, but digest pinning is off and the tag can move: the kubelet may later pull a digest nobody verified. Name the image by digest (%s@%s) or install Signet's digest pinning",
+		id.Image, id.Path, id.Digest, enforcers(id), id.Image, id.Digest)
+}
+
+func enforcers(id policy.ImageDecision) string {
+	names := id.Enforcers()
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return "Enforce ClusterImagePolicy " + strings.Join(quoted, ", ")
 }
 
 // decode reads raw as the request's kind.
-func (p *Pinner) decode(req admission.Request, raw runtime.RawExtension) (client.Object, error) {
+func (p *Pinner) decode(req ctrladmission.Request, raw runtime.RawExtension) (client.Object, error) {
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	o, err := p.scheme.New(gvk)
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
@@ -79,13 +79,16 @@ func testPolicy(t *testing.T, name, glob string, mode v1alpha1.PolicyMode, v pol
 
 // testJudge decides with a real Engine and verdict cache: registry.test/app
 // is governed by an Enforce policy, registry.test/warn by a Warn policy,
-// anything else by none (allowed); kube-system is exempt.
+// registry.test/both by an Enforce policy (v) and a Warn policy nothing
+// satisfies, anything else by none (allowed); kube-system is exempt.
 func testJudge(t *testing.T, v *digestVerifier) *Judge {
 	t.Helper()
 	scheme := testScheme(t)
 	policies := []*policy.Policy{
 		testPolicy(t, "prod", "registry.test/app", v1alpha1.ModeEnforce, v),
 		testPolicy(t, "audit", "registry.test/warn", v1alpha1.ModeWarn, v),
+		testPolicy(t, "both-enforce", "registry.test/both", v1alpha1.ModeEnforce, v),
+		testPolicy(t, "both-audit", "registry.test/both", v1alpha1.ModeWarn, &digestVerifier{}),
 	}
 	return &Judge{
 		Engine: &policy.Engine{
@@ -93,7 +96,7 @@ func testJudge(t *testing.T, v *digestVerifier) *Judge {
 			Resolver: tagResolver{
 				"registry.test/app:v1": digestSigned, "registry.test/app:unsigned": digestUnsigned,
 				"registry.test/warn:v1": digestSigned, "registry.test/warn:unsigned": digestUnsigned,
-				"registry.test/free:v1": digestSigned,
+				"registry.test/free:v1": digestSigned, "registry.test/both:v1": digestSigned,
 			},
 			NoMatch: policy.NoMatchAllow,
 		},
@@ -142,7 +145,7 @@ func raw(t *testing.T, obj any) runtime.RawExtension {
 	return runtime.RawExtension{Raw: b}
 }
 
-func request(t *testing.T, op admissionv1.Operation, obj, old client.Object, subresource string) admission.Request {
+func request(t *testing.T, op admissionv1.Operation, obj, old client.Object, subresource string) ctrladmission.Request {
 	t.Helper()
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	req := admissionv1.AdmissionRequest{
@@ -153,7 +156,7 @@ func request(t *testing.T, op admissionv1.Operation, obj, old client.Object, sub
 	if old != nil {
 		req.OldObject = raw(t, old)
 	}
-	return admission.Request{AdmissionRequest: req}
+	return ctrladmission.Request{AdmissionRequest: req}
 }
 
 // replace is a JSON patch operation as the tests compare them.
@@ -169,19 +172,19 @@ func TestPinnerPatches(t *testing.T) {
 
 	tests := []struct {
 		name string
-		req  func(t *testing.T) admission.Request
+		req  func(t *testing.T) ctrladmission.Request
 		want []string
 	}{
 		{
 			name: "signed tag is pinned, tag kept",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers(signedTag)}), nil, "")
 			},
 			want: []string{replace("/spec/containers/0/image", signedPinned)},
 		},
 		{
 			name: "every container list; only admitted images; a repeated image pinned everywhere",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{
 					InitContainers: containers(signedTag),
 					Containers:     containers(unsignedTag, signedTag, "registry.test/free:v1", signedPinned),
@@ -194,80 +197,100 @@ func TestPinnerPatches(t *testing.T) {
 		},
 		{
 			name: "unsigned image: no patch (the validating webhook denies)",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers(unsignedTag)}), nil, "")
 			},
 		},
 		{
 			name: "already digested: untouched",
-			req:  func(t *testing.T) admission.Request { return request(t, admissionv1.Create, pinnedPod, nil, "") },
+			req:  func(t *testing.T) ctrladmission.Request { return request(t, admissionv1.Create, pinnedPod, nil, "") },
 		},
 		{
 			name: "no policy governs the image: untouched",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers("registry.test/free:v1")}), nil, "")
 			},
 		},
 		{
 			name: "Warn policy satisfied: pinned",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers("registry.test/warn:v1")}), nil, "")
 			},
 			want: []string{replace("/spec/containers/0/image", "registry.test/warn:v1@"+digestSigned)},
 		},
 		{
-			name: "Warn policy not satisfied (admitted with a warning): untouched",
-			req: func(t *testing.T) admission.Request {
+			// What is judged is what runs: a Warn failure never stops the
+			// image, so it must not leave the tag free to move either.
+			name: "Warn policy not satisfied (admitted with a warning): pinned to the digest judged",
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers("registry.test/warn:unsigned")}), nil, "")
 			},
+			want: []string{replace("/spec/containers/0/image", "registry.test/warn:unsigned@"+digestUnsigned)},
+		},
+		{
+			name: "Enforce policy satisfied, Warn policy on the same image not: pinned",
+			req: func(t *testing.T) ctrladmission.Request {
+				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers("registry.test/both:v1")}), nil, "")
+			},
+			want: []string{replace("/spec/containers/0/image", "registry.test/both:v1@"+digestSigned)},
+		},
+		{
+			name: "image volume by tag: pinned",
+			req: func(t *testing.T) ctrladmission.Request {
+				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{
+					Containers: containers(signedPinned),
+					Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: signedTag}}}},
+				}), nil, "")
+			},
+			want: []string{replace("/spec/volumes/0/image/reference", signedPinned)},
 		},
 		{
 			name: "registry down: no patch, no denial",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers("registry.test/app:unknown")}), nil, "")
 			},
 		},
 		{
 			name: "exempt namespace: untouched",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("kube-system", corev1.PodSpec{Containers: containers(signedTag)}), nil, "")
 			},
 		},
 		{
 			name: "namespace cannot be read: no patch, no denial",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, podWith("gone", corev1.PodSpec{Containers: containers(signedTag)}), nil, "")
 			},
 		},
 		{
 			name: "deployment template",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Create, deploymentWith(signedTag), nil, "")
 			},
 			want: []string{replace("/spec/template/spec/containers/0/image", signedPinned)},
 		},
 		{
 			name: "cronjob template",
-			req:  func(t *testing.T) admission.Request { return request(t, admissionv1.Create, cron, nil, "") },
+			req:  func(t *testing.T) ctrladmission.Request { return request(t, admissionv1.Create, cron, nil, "") },
 			want: []string{replace("/spec/jobTemplate/spec/template/spec/containers/0/image", signedPinned)},
 		},
 		{
 			name: "update: only changed images are pinned",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Update, deploymentWith(signedTag, signedTag), deploymentWith(signedTag, "registry.test/app:v0"), "")
 			},
 			want: []string{replace("/spec/template/spec/containers/1/image", signedPinned)},
 		},
 		{
 			name: "kubectl debug: the ephemeral container is pinned",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				return request(t, admissionv1.Update, withEphemeral, pinnedPod, "ephemeralcontainers")
 			},
 			want: []string{replace("/spec/ephemeralContainers/0/image", signedPinned)},
 		},
 		{
 			name: "delete: nothing to do",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				r := request(t, admissionv1.Delete, podWith("apps", corev1.PodSpec{Containers: containers(signedTag)}), nil, "")
 				r.OldObject, r.Object = r.Object, runtime.RawExtension{}
 				return r
@@ -275,7 +298,7 @@ func TestPinnerPatches(t *testing.T) {
 		},
 		{
 			name: "undecodable object: no patch, no denial",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				r := request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers(signedTag)}), nil, "")
 				r.Object.Raw = []byte(`{"apiVersion":"v1","kind":"Pod","spec":{"containers":"no"}}`)
 				return r
@@ -283,7 +306,7 @@ func TestPinnerPatches(t *testing.T) {
 		},
 		{
 			name: "fields this build does not know survive: the patch holds only the pin",
-			req: func(t *testing.T) admission.Request {
+			req: func(t *testing.T) ctrladmission.Request {
 				r := request(t, admissionv1.Create, podWith("apps", corev1.PodSpec{Containers: containers(signedTag)}), nil, "")
 				r.Object.Raw = []byte(strings.Replace(string(r.Object.Raw), `"spec":{`, `"spec":{"futureField":{"x":1},`, 1))
 				return r

@@ -10,7 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
@@ -22,7 +22,7 @@ const PathClusterImagePolicies = "/validate/clusterimagepolicies"
 
 // RegisterPolicyValidator serves the ClusterImagePolicy validating webhook on srv.
 func RegisterPolicyValidator(srv webhook.Server, scheme *runtime.Scheme, v PolicyValidator) {
-	srv.Register(PathClusterImagePolicies, admission.WithValidator[*v1alpha1.ClusterImagePolicy](scheme, v))
+	srv.Register(PathClusterImagePolicies, ctrladmission.WithValidator[*v1alpha1.ClusterImagePolicy](scheme, v))
 }
 
 // PolicyValidator checks a ClusterImagePolicy by compiling it exactly as
@@ -41,27 +41,27 @@ type PolicyValidator struct {
 
 var clusterImagePolicyKind = v1alpha1.GroupVersion.WithKind("ClusterImagePolicy").GroupKind()
 
-// ValidateCreate implements admission.Validator.
-func (v PolicyValidator) ValidateCreate(ctx context.Context, cip *v1alpha1.ClusterImagePolicy) (admission.Warnings, error) {
+// ValidateCreate implements ctrladmission.Validator.
+func (v PolicyValidator) ValidateCreate(ctx context.Context, cip *v1alpha1.ClusterImagePolicy) (ctrladmission.Warnings, error) {
 	return v.validate(ctx, cip)
 }
 
-// ValidateUpdate implements admission.Validator. An update that leaves the
+// ValidateUpdate implements ctrladmission.Validator. An update that leaves the
 // spec alone (labels, finalizers) is not checked: it changes nothing the
 // store compiles, and must stay possible while, say, a Secret is missing.
-func (v PolicyValidator) ValidateUpdate(ctx context.Context, oldObj, newObj *v1alpha1.ClusterImagePolicy) (admission.Warnings, error) {
+func (v PolicyValidator) ValidateUpdate(ctx context.Context, oldObj, newObj *v1alpha1.ClusterImagePolicy) (ctrladmission.Warnings, error) {
 	if equality.Semantic.DeepEqual(oldObj.Spec, newObj.Spec) {
 		return nil, nil
 	}
 	return v.validate(ctx, newObj)
 }
 
-// ValidateDelete implements admission.Validator.
-func (PolicyValidator) ValidateDelete(context.Context, *v1alpha1.ClusterImagePolicy) (admission.Warnings, error) {
+// ValidateDelete implements ctrladmission.Validator.
+func (PolicyValidator) ValidateDelete(context.Context, *v1alpha1.ClusterImagePolicy) (ctrladmission.Warnings, error) {
 	return nil, nil
 }
 
-func (v PolicyValidator) validate(ctx context.Context, cip *v1alpha1.ClusterImagePolicy) (admission.Warnings, error) {
+func (v PolicyValidator) validate(ctx context.Context, cip *v1alpha1.ClusterImagePolicy) (ctrladmission.Warnings, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.Timeout)
 	defer cancel()
 	p, errs := policy.Compile(ctx, cip, v.NewVerifier, v.ReadSecret)
@@ -76,7 +76,7 @@ func (v PolicyValidator) validate(ctx context.Context, cip *v1alpha1.ClusterImag
 	if joined, ok := p.NotReady.(interface{ Unwrap() []error }); ok {
 		causes = joined.Unwrap()
 	}
-	var warnings admission.Warnings
+	var warnings ctrladmission.Warnings
 	for _, err := range causes {
 		warnings = append(warnings, fmt.Sprintf("ClusterImagePolicy %q is not ready: %s. Images it governs are denied until Signet can load the authority; it keeps retrying (kubectl describe clusterimagepolicy %s shows the reason).",
 			cip.Name, strings.TrimRight(err.Error(), ". "), cip.Name))

@@ -69,6 +69,24 @@ type ImageDecision struct {
 	Transient bool
 }
 
+// Enforcers are the Enforce-mode policies governing the image, when every
+// one of them is satisfied; nil when there is none or one failed. Warn-mode
+// failures do not count: they never stop an image, so they must never stop
+// it from being pinned either.
+func (i ImageDecision) Enforcers() []string {
+	var names []string
+	for _, p := range i.Policies {
+		if p.Mode != v1alpha1.ModeEnforce {
+			continue
+		}
+		if !p.Satisfied {
+			return nil
+		}
+		names = append(names, p.Policy)
+	}
+	return names
+}
+
 // PolicyResult is one governing policy's outcome for one image.
 type PolicyResult struct {
 	Policy      string

@@ -65,7 +65,7 @@ func CompileGlob(pattern string) (*Glob, error) {
 	b.WriteString("$")
 	re, err := regexp.Compile(b.String())
 	if err != nil {
-		return nil, fmt.Errorf("does not compile: %v", err)
+		return nil, fmt.Errorf("does not compile: %w", err)
 	}
 	return &Glob{pattern: pattern, normalised: norm, re: re}, nil
 }
@@ -109,7 +109,7 @@ func normaliseGlob(p string) string {
 func ParseImage(ref string, opts ...name.Option) (name.Reference, error) {
 	r, err := name.ParseReference(ref, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a valid image reference: %v", ref, err)
+		return nil, fmt.Errorf("%q is not a valid image reference: %w", ref, err)
 	}
 	return r, nil
 }

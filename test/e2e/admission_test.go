@@ -46,8 +46,8 @@ func TestAdmission(t *testing.T) {
 	})
 	t.Run("unsigned pod is denied with one line naming image, policy, authority, cause, remedy", func(t *testing.T) {
 		_, err := pods.Create(ctx, pod("unsigned", unsigned), metav1.CreateOptions{})
-		if !apierrors.IsForbidden(err) || err.Error() != denial("pods.signet.dev", unsignedDenial) {
-			t.Fatalf("got:  %v\nwant: %s", err, denial("pods.signet.dev", unsignedDenial))
+		if !apierrors.IsForbidden(err) || err.Error() != denial("pods.validate.signet.dev", unsignedDenial) {
+			t.Fatalf("got:  %v\nwant: %s", err, denial("pods.validate.signet.dev", unsignedDenial))
 		}
 	})
 	t.Run("dry-run is judged the same and creates nothing", func(t *testing.T) {
@@ -65,7 +65,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("deployment with an unsigned image fails at once", func(t *testing.T) {
 		d := deployment("unsigned", unsigned)
 		_, err := h.cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		want := denial("deployments.signet.dev", strings.Replace(unsignedDenial, "(spec.containers[0].image)", "(spec.template.spec.containers[0].image)", 1))
+		want := denial("deployments.validate.signet.dev", strings.Replace(unsignedDenial, "(spec.containers[0].image)", "(spec.template.spec.containers[0].image)", 1))
 		if err == nil || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -86,7 +86,7 @@ func TestAdmission(t *testing.T) {
 		}
 		p.Spec.Containers[0].Image = unsigned
 		_, err = pods.Update(ctx, p, metav1.UpdateOptions{})
-		if err == nil || err.Error() != denial("pods.signet.dev", unsignedDenial) {
+		if err == nil || err.Error() != denial("pods.validate.signet.dev", unsignedDenial) {
 			t.Fatalf("got: %v", err)
 		}
 	})
@@ -97,7 +97,7 @@ func TestAdmission(t *testing.T) {
 		}
 		p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: unsigned}}}
 		_, err = pods.UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
-		want := denial("pods.signet.dev", strings.Replace(unsignedDenial, "spec.containers[0]", "spec.ephemeralContainers[0]", 1))
+		want := denial("pods.validate.signet.dev", strings.Replace(unsignedDenial, "spec.containers[0]", "spec.ephemeralContainers[0]", 1))
 		if err == nil || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -141,7 +141,7 @@ func TestPolicyNotReadyFailsClosed(t *testing.T) {
 	}
 	ns := h.namespace(t, "", nil)
 	_, err := h.cs.CoreV1().Pods(ns).Create(ctx, pod("x", img), metav1.CreateOptions{})
-	if err == nil || !strings.HasPrefix(err.Error(), denial("pods.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-broken": the policy is not ready: authority "ci-kms": `, img, digest))) ||
+	if err == nil || !strings.HasPrefix(err.Error(), denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-broken": the policy is not ready: authority "ci-kms": `, img, digest))) ||
 		!strings.Contains(err.Error(), "NotFoundException") {
 		t.Fatalf("got: %v", err)
 	}

@@ -41,6 +41,9 @@ type harness struct {
 	exempt  string // a judged-looking namespace listed in --exempt-namespaces
 	metrics string // the webhook's /metrics URL
 	webhook *fixtures.Webhook
+	// configName names this run's webhook configurations
+	// (<configName>-validating, <configName>-mutating).
+	configName string
 }
 
 var (
@@ -68,7 +71,7 @@ func setup(t *testing.T) *harness {
 }
 
 func start(t *testing.T, env *stack.Env) (*harness, error) {
-	h := &harness{env: env, exempt: fmt.Sprintf("e2e-exempt-%d", os.Getpid())}
+	h := &harness{env: env, exempt: fmt.Sprintf("e2e-exempt-%d", os.Getpid()), configName: fmt.Sprintf("signet-e2e-%d", os.Getpid())}
 	var err error
 	if h.root, err = filepath.Abs("../.."); err != nil {
 		return nil, err
@@ -112,81 +115,38 @@ func (h *harness) startLocal(t *testing.T) error {
 		"--no-match-policy=allow",
 		"--exempt-namespaces=kube-system,"+h.exempt,
 		"--webhook-timeout=10s",
+		"--mutating-webhook-configuration="+h.configName+"-mutating",
 	)
 	if err != nil {
 		return err
 	}
 	h.metrics = h.webhook.MetricsURL
-	return h.register(t, h.webhook.Port, h.webhook.CABundle)
+	return h.register(h.webhook.Port, h.webhook.CABundle)
 }
 
-// register points the API server at the webhook for Pods (and their
-// ephemeral containers) and every workload kind, in judged namespaces only:
-// the validating webhooks, the digest-pinning (mutating) webhooks, and the
-// ClusterImagePolicy webhook for policies labelled judgedLabel=true.
-func (h *harness) register(t *testing.T, port int, caPEM []byte) error {
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(10)
-	rule := func(group, version string, resources ...string) []admissionregistrationv1.RuleWithOperations {
-		return []admissionregistrationv1.RuleWithOperations{{
-			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-			Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{version}, Resources: resources},
-		}}
-	}
-	hook := func(name, path string, rules []admissionregistrationv1.RuleWithOperations) admissionregistrationv1.ValidatingWebhook {
-		url := fmt.Sprintf("https://127.0.0.1:%d%s", port, path)
-		return admissionregistrationv1.ValidatingWebhook{
-			Name: name, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
-			Rules: rules, FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout,
-			AdmissionReviewVersions: []string{"v1"},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{judgedLabel: "true"}},
-		}
-	}
-	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%d", os.Getpid())},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{
-			hook("pods.signet.dev", admission.PathPods, rule("", "v1", "pods", "pods/ephemeralcontainers")),
-			hook("deployments.signet.dev", admission.PathDeployments, rule("apps", "v1", "deployments")),
-			hook("replicasets.signet.dev", admission.PathReplicaSets, rule("apps", "v1", "replicasets")),
-			hook("statefulsets.signet.dev", admission.PathStatefulSets, rule("apps", "v1", "statefulsets")),
-			hook("daemonsets.signet.dev", admission.PathDaemonSets, rule("apps", "v1", "daemonsets")),
-			hook("jobs.signet.dev", admission.PathJobs, rule("batch", "v1", "jobs")),
-			hook("cronjobs.signet.dev", admission.PathCronJobs, rule("batch", "v1", "cronjobs")),
-			hook("replicationcontrollers.signet.dev", admission.PathReplicationControllers, rule("", "v1", "replicationcontrollers")),
+// register points the API server at the webhook with the configurations
+// pkg/admission generates (the ones config/ and the chart install), in
+// judged namespaces only: the validating webhooks, the digest-pinning
+// (mutating) webhooks, and the ClusterImagePolicy webhook for policies
+// labelled judgedLabel=true (policies are cluster-scoped, so an
+// objectSelector keeps other suites' policies away from this webhook).
+func (h *harness) register(port int, caPEM []byte) error {
+	judged := &metav1.LabelSelector{MatchLabels: map[string]string{judgedLabel: "true"}}
+	vwc, mwc := admission.WebhookConfigurations(admission.ConfigurationOptions{
+		Name: h.configName,
+		Client: func(path string) admissionregistrationv1.WebhookClientConfig {
+			url := fmt.Sprintf("https://127.0.0.1:%d%s", port, path)
+			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
 		},
-	}
-	// Policies are cluster-scoped, so a namespaceSelector cannot keep other
-	// suites' policies away from this webhook: an objectSelector does.
-	policies := hook("clusterimagepolicies.signet.dev", admission.PathClusterImagePolicies, rule(v1alpha1.GroupVersion.Group, v1alpha1.GroupVersion.Version, "clusterimagepolicies"))
-	policies.NamespaceSelector = nil
-	policies.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{judgedLabel: "true"}}
-	cfg.Webhooks = append(cfg.Webhooks, policies)
-	if _, err := h.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
+		NamespaceSelector: judged,
+		PolicySelector:    judged,
+		TimeoutSeconds:    10,
+	})
+	ctx := context.Background()
+	if _, err := h.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-
-	pin := func(name, path string, rules []admissionregistrationv1.RuleWithOperations) admissionregistrationv1.MutatingWebhook {
-		v := hook(name, path, rules)
-		return admissionregistrationv1.MutatingWebhook{
-			Name: v.Name, ClientConfig: v.ClientConfig, Rules: v.Rules, FailurePolicy: v.FailurePolicy, SideEffects: v.SideEffects,
-			TimeoutSeconds: v.TimeoutSeconds, AdmissionReviewVersions: v.AdmissionReviewVersions, NamespaceSelector: v.NamespaceSelector,
-		}
-	}
-	mcfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%d", os.Getpid())},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			pin("pods.pin.signet.dev", admission.PathPinPods, rule("", "v1", "pods", "pods/ephemeralcontainers")),
-			pin("deployments.pin.signet.dev", admission.PathPinDeployments, rule("apps", "v1", "deployments")),
-			pin("replicasets.pin.signet.dev", admission.PathPinReplicaSets, rule("apps", "v1", "replicasets")),
-			pin("statefulsets.pin.signet.dev", admission.PathPinStatefulSets, rule("apps", "v1", "statefulsets")),
-			pin("daemonsets.pin.signet.dev", admission.PathPinDaemonSets, rule("apps", "v1", "daemonsets")),
-			pin("jobs.pin.signet.dev", admission.PathPinJobs, rule("batch", "v1", "jobs")),
-			pin("cronjobs.pin.signet.dev", admission.PathPinCronJobs, rule("batch", "v1", "cronjobs")),
-			pin("replicationcontrollers.pin.signet.dev", admission.PathPinReplicationControllers, rule("", "v1", "replicationcontrollers")),
-		},
-	}
-	_, err := h.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), mcfg, metav1.CreateOptions{})
+	_, err := h.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{})
 	return err
 }
 

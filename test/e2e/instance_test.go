@@ -34,11 +34,11 @@ func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, fla
 
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
-	url := w.URL(admission.PathPods)
+	url := w.URL(admission.MustKind("pods").ValidatePath())
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%s-%d", label, os.Getpid())},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:         "pods.signet.dev",
+			Name:         "pods.validate.signet.dev",
 			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -14,9 +13,8 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil && !target.cluster {
-		name := fmt.Sprintf("signet-e2e-%d", os.Getpid())
-		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = shared.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = shared.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), shared.configName+"-validating", metav1.DeleteOptions{})
+		_ = shared.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), shared.configName+"-mutating", metav1.DeleteOptions{})
 		shared.webhook.Stop()
 	}
 	os.Exit(code)

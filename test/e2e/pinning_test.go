@@ -89,7 +89,7 @@ func TestDigestPinning(t *testing.T) {
 	})
 	t.Run("an unsigned image is denied by the validating webhook, with the same message", func(t *testing.T) {
 		_, err := pods.Create(ctx, pod("unsigned", unsigned), metav1.CreateOptions{})
-		want := denial("pods.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-pin": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
+		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-pin": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}

@@ -105,9 +105,9 @@ namespaceSelector:
 {{/*
 signet.workloads are the resources whose images Signet judges (and pins),
 with the path of their Pod spec in CEL: the webhooks on them skip UPDATEs
-that leave every image as it was. They mirror the +kubebuilder:webhook
-markers of pkg/admission (config/webhook/manifests.yaml); the chart test
-fails when they drift apart.
+that leave every image as it was. They mirror pkg/admission's table of
+kinds (admission.Kinds, rendered into config/webhook/manifests.yaml); the
+chart test fails when they drift apart.
 */}}
 {{- define "signet.workloads" -}}
 - {resource: cronjobs, group: batch, spec: ".?spec.?jobTemplate.?spec.?template.?spec"}
@@ -140,7 +140,7 @@ CEL path of the Pod spec, empty for none), namespaced, mutating.
   {{- if .spec }}
   matchConditions:
   - name: create-or-images-changed
-    expression: {{ printf "request.operation != 'UPDATE' || ['initContainers', 'containers', 'ephemeralContainers'].exists(k, object%s[?k].orValue([]).map(c, c.?image.orValue('')) != oldObject%s[?k].orValue([]).map(c, c.?image.orValue('')))" .spec .spec | quote }}
+    expression: {{ printf "request.operation != 'UPDATE' || ['initContainers', 'containers', 'ephemeralContainers'].exists(k, object%[1]s[?k].orValue([]).map(c, c.?image.orValue('')) != oldObject%[1]s[?k].orValue([]).map(c, c.?image.orValue(''))) || object%[1]s.?volumes.orValue([]).filter(v, has(v.image)).map(v, v.image.?reference.orValue('')) != oldObject%[1]s.?volumes.orValue([]).filter(v, has(v.image)).map(v, v.image.?reference.orValue(''))" .spec | quote }}
   {{- end }}
   {{- if .namespaced }}
   {{- include "signet.namespaceSelector" $root | nindent 2 }}

@@ -51,6 +51,7 @@ var latencyBuckets = []float64{.0005, .001, .005, .01, .025, .05, .1, .25, .5, 1
 type Metrics struct {
 	reg             prometheus.Registerer
 	decisions       *prometheus.CounterVec
+	failures        *prometheus.CounterVec
 	verifications   *prometheus.HistogramVec
 	registryCalls   *prometheus.CounterVec
 	registryLatency *prometheus.HistogramVec
@@ -68,6 +69,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "signet_admission_decisions_total",
 			Help: "Image decisions of admission requests: one per image and governing policy, with the policy's result (admitted, warned, denied) and mode (Enforce, Warn); images no policy governs count once with policy=\"\" and mode=\"NoMatch\", images whose reference does not parse with policy=\"\" and mode=\"\".",
 		}, []string{"result", "mode", "policy"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signet_admission_errors_total",
+			Help: "Admission requests Signet could not decide because Signet itself failed (answered 503, not counted as denials), by reason: not_ready (policies not compiled yet), namespace_read (namespace labels unreadable).",
+		}, []string{"reason"}),
 		verifications: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "signet_verification_duration_seconds",
 			Help:    "Time an admission waited for one authority's verification, by signature scheme (cosign, awssigner) and how the verdict cache answered (hit; miss: this request verified; shared: joined a verification in flight).",
@@ -93,7 +98,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"service", "operation"}),
 		hosts: boundedLabel{max: MaxHosts, other: HostOther},
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.verifications, m.registryCalls, m.registryLatency, m.awsCalls, m.awsLatency} {
+	for _, c := range []prometheus.Collector{m.decisions, m.failures, m.verifications, m.registryCalls, m.registryLatency, m.awsCalls, m.awsLatency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -144,6 +149,9 @@ func (m *Metrics) Decided(d policy.Decision) {
 		}
 	}
 }
+
+// Failed counts a request Signet could not decide (admission.Recorder).
+func (m *Metrics) Failed(reason string) { m.failures.WithLabelValues(reason).Inc() }
 
 // policyVerdict is what one policy decided for an image, whatever the
 // other governing policies decided.

@@ -180,7 +180,7 @@ func SecretReader(reader client.Reader) policy.SecretReader {
 		}
 		v, ok := sec.Data[key]
 		if !ok {
-			return nil, fmt.Errorf("secret %s/%s has no key %q", namespace, name, key)
+			return nil, fmt.Errorf("Secret %s/%s has no key %q", namespace, name, key) //nolint:staticcheck // "Secret" is the Kubernetes kind, written as kubectl writes it
 		}
 		return v, nil
 	}

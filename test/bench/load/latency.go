@@ -53,7 +53,7 @@ func (b *bench) measureRTT(ctx context.Context, imgs *images) ([]rtt, error) {
 			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if err != nil || resp.StatusCode != http.StatusOK {
-				return nil, fmt.Errorf("GET %s: HTTP %d %v", url, resp.StatusCode, err)
+				return nil, fmt.Errorf("GET %s: HTTP %d %w", url, resp.StatusCode, err)
 			}
 			if i >= 10 { // the first requests open the connection
 				lat = append(lat, time.Since(t))
@@ -79,7 +79,7 @@ func (b *bench) warm(ctx context.Context, w *webhook, ref string, conc int) (row
 	}
 	// Warm up: the verdict, the namespace informer, TLS connections.
 	if r := w.admit.fire(ctx, revs, 4); len(r.errs) > 0 {
-		return row{}, fmt.Errorf("warm-up: %v", r.errs[0])
+		return row{}, fmt.Errorf("warm-up: %w", r.errs[0])
 	}
 	b.logf("warm: one signed digest, verdict cached, %d in flight for %s", conc, b.cfg.WarmFor)
 	var res result

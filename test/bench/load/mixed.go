@@ -84,8 +84,8 @@ func (b *bench) mixed(ctx context.Context, w *webhook, image string) (*mixedResu
 	}
 	res.With, res.Without = median(with), median(without)
 	res.Calls = map[string]float64{}
-	for _, p := range []string{admission.PathDeployments, admission.PathReplicaSets, admission.PathPods,
-		admission.PathPinDeployments, admission.PathPinReplicaSets, admission.PathPinPods} {
+	for _, p := range []string{admission.MustKind("deployments").ValidatePath(), admission.MustKind("replicasets").ValidatePath(), admission.MustKind("pods").ValidatePath(),
+		admission.MustKind("deployments").PinPath(), admission.MustKind("replicasets").PinPath(), admission.MustKind("pods").PinPath()} {
 		if n := delta(whBefore, whAfter, "controller_runtime_webhook_requests_total", `webhook="`+p+`"`); n > 0 {
 			res.Calls[p] = n
 		}
@@ -179,9 +179,9 @@ func (b *bench) register(ctx context.Context, w *webhook) error {
 		kind, group, path, pinPath string
 	}
 	hooks := []hook{
-		{"pods", "", admission.PathPods, admission.PathPinPods},
-		{"replicasets", "apps", admission.PathReplicaSets, admission.PathPinReplicaSets},
-		{"deployments", "apps", admission.PathDeployments, admission.PathPinDeployments},
+		{"pods", "", admission.MustKind("pods").ValidatePath(), admission.MustKind("pods").PinPath()},
+		{"replicasets", "apps", admission.MustKind("replicasets").ValidatePath(), admission.MustKind("replicasets").PinPath()},
+		{"deployments", "apps", admission.MustKind("deployments").ValidatePath(), admission.MustKind("deployments").PinPath()},
 	}
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: b.id}}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: b.id}}
@@ -225,7 +225,7 @@ func (b *bench) register(ctx context.Context, w *webhook) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the API server did not call the webhook within 30s (last answer: %v)", err)
+			return fmt.Errorf("the API server did not call the webhook within 30s (last answer: %w)", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -45,7 +45,7 @@ func startWebhook(bin, kubeconfig, logPath string, withPprof bool, flags ...stri
 		return nil, err
 	}
 	w.Webhook = fw
-	if w.admit, err = newAdmitter(fw.CABundle, fw.URL(admission.PathPods)); err != nil {
+	if w.admit, err = newAdmitter(fw.CABundle, fw.URL(admission.MustKind("pods").ValidatePath())); err != nil {
 		fw.Stop()
 		return nil, err
 	}
