@@ -36,7 +36,7 @@ func TestRegistryFailures(t *testing.T) {
 		name:    "denied",
 		handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) },
 		reason:  policy.ReasonRegistryUnavailable,
-		cause:   "registry %s denied access reading the image manifest (HTTP 403): give Signet pull access (on ECR: ecr:BatchGetImage and ecr:GetDownloadUrlForLayer for its role) or add an imagePullSecret",
+		cause:   "registry %s denied access reading the image manifest (HTTP 403): give Signet pull access to %s/app (on ECR: ecr:BatchGetImage and ecr:GetDownloadUrlForLayer for its role) or add an imagePullSecret",
 	}, {
 		name: "referrers fail",
 		handler: func(w http.ResponseWriter, r *http.Request) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -15,15 +14,10 @@ import (
 	"github.com/notaryproject/notation-go/verifier/trustpolicy"
 	"github.com/notaryproject/notation-plugin-framework-go/plugin"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy"
 )
-
-// maxCauseDetail bounds how much of a library's or registry's own error
-// text reaches a cause.
-const maxCauseDetail = 200
 
 // precedence orders what signatures failed on, most telling first: a
 // signature by a trusted profile that is revoked, or could not be checked,
@@ -55,7 +49,7 @@ func (v *Verifier) verdict(ctx context.Context, res policy.Result, s *session, e
 	}
 	if len(s.attempts) == 0 {
 		if err != nil && !isNoSignature(err) {
-			return withCause(res, policy.ReasonInvalidSignature, clip(err.Error()))
+			return withCause(res, policy.ReasonInvalidSignature, oci.Clip(err.Error()))
 		}
 		return withCause(res, policy.ReasonNoSignature, "no signature found")
 	}
@@ -85,7 +79,7 @@ func (v *Verifier) verdict(ctx context.Context, res policy.Result, s *session, e
 			return withCause(res, reason, fmt.Sprintf("%d signatures found, none valid: %s", len(all), f.cause))
 		}
 	}
-	return withCause(res, policy.ReasonInvalidSignature, clip(errString(err)))
+	return withCause(res, policy.ReasonInvalidSignature, oci.Clip(errString(err)))
 }
 
 // isNoSignature: notation-go found no signature manifest for the digest.
@@ -105,11 +99,11 @@ func (a *attempt) verdict(image ocispec.Descriptor) (policy.Reason, string) {
 	case len(a.revoked) > 0:
 		return policy.ReasonRevoked, a.revokedCause()
 	case a.revocationErr != nil:
-		return policy.ReasonRevocationUnavailable, clip(a.revocationErr.Error())
+		return policy.ReasonRevocationUnavailable, oci.Clip(a.revocationErr.Error())
 	case a.pluginErr != nil:
-		return policy.ReasonInvalidSignature, "not a valid AWS Signer signature: " + clip(pluginMessage(a.pluginErr))
+		return policy.ReasonInvalidSignature, "not a valid AWS Signer signature: " + oci.Clip(pluginMessage(a.pluginErr))
 	case a.outcome == nil:
-		return policy.ReasonInvalidSignature, clip(errString(a.err))
+		return policy.ReasonInvalidSignature, oci.Clip(errString(a.err))
 	}
 	o := a.outcome
 	for _, r := range o.VerificationResults {
@@ -130,7 +124,7 @@ func (a *attempt) verdict(image ocispec.Descriptor) (policy.Reason, string) {
 		case trustpolicy.TypeAuthenticTimestamp:
 			return policy.ReasonExpired, signingTimeCause(o.EnvelopeContent.SignerInfo, r.Error)
 		case trustpolicy.TypeRevocation:
-			return policy.ReasonRevocationUnavailable, "could not check revocation: " + clip(r.Error.Error())
+			return policy.ReasonRevocationUnavailable, "could not check revocation: " + oci.Clip(r.Error.Error())
 		}
 	}
 	if o.EnvelopeContent != nil {
@@ -142,7 +136,7 @@ func (a *attempt) verdict(image ocispec.Descriptor) (policy.Reason, string) {
 			return policy.ReasonDigestMismatch, targetCause(p.TargetArtifact, image)
 		}
 	}
-	return policy.ReasonInvalidSignature, clip(errString(a.err))
+	return policy.ReasonInvalidSignature, oci.Clip(errString(a.err))
 }
 
 func (a *attempt) revokedCause() string {
@@ -205,7 +199,7 @@ func integrityCause(err error) string {
 	if errors.As(err, &ie) {
 		return "signature does not match its payload (tampered or corrupt)"
 	}
-	return "signature envelope is invalid: " + clip(err.Error())
+	return "signature envelope is invalid: " + oci.Clip(err.Error())
 }
 
 // signingTimeCause names the certificate that was not valid when the
@@ -217,7 +211,7 @@ func signingTimeCause(info signature.SignerInfo, err error) string {
 			return fmt.Sprintf("certificate %q was not valid at the signing time %s (valid %s to %s)", c.Subject.String(), utc(t), utc(c.NotBefore), utc(c.NotAfter))
 		}
 	}
-	return clip(err.Error())
+	return oci.Clip(err.Error())
 }
 
 func targetCause(signed, image ocispec.Descriptor) string {
@@ -231,7 +225,6 @@ func targetCause(signed, image ocispec.Descriptor) string {
 // registryVerdict words a registry failure.
 func registryVerdict(res policy.Result, s *session) policy.Result {
 	err, what := s.registryErr, s.registryWhat
-	host := registryHost(res.Image)
 	switch oci.ClassifyORAS(err) {
 	case oci.FailureLimit:
 		var le *oci.LimitError
@@ -241,26 +234,9 @@ func registryVerdict(res policy.Result, s *session) policy.Result {
 		if what == "the image manifest" {
 			return withCause(res, policy.ReasonNoSignature, "image not found: the registry has no manifest "+digestOf(res.Image))
 		}
-		return withCause(res, policy.ReasonRegistryUnavailable, fmt.Sprintf("registry %s answered HTTP 404 reading %s", host, what))
-	case oci.FailureDenied:
-		return withCause(res, policy.ReasonRegistryUnavailable, fmt.Sprintf(
-			"registry %s denied access reading %s (HTTP %d): give Signet pull access (on ECR: ecr:BatchGetImage and ecr:GetDownloadUrlForLayer for its role) or add an imagePullSecret",
-			host, what, statusCode(err)))
-	case oci.FailureTimeout:
-		return withCause(res, policy.ReasonRegistryUnavailable, fmt.Sprintf("registry %s did not answer in time reading %s", host, what))
 	}
-	if code := statusCode(err); code != 0 {
-		return withCause(res, policy.ReasonRegistryUnavailable, fmt.Sprintf("registry %s answered HTTP %d %s reading %s", host, code, http.StatusText(code), what))
-	}
-	return withCause(res, policy.ReasonRegistryUnavailable, fmt.Sprintf("registry %s unavailable reading %s: %s", host, what, clip(oci.Redact(err))))
-}
-
-func statusCode(err error) int {
-	var er *errcode.ErrorResponse
-	if errors.As(err, &er) {
-		return er.StatusCode
-	}
-	return 0
+	repository, _, _ := strings.Cut(res.Image, "@")
+	return withCause(res, policy.ReasonRegistryUnavailable, oci.Describe(err, registryHost(res.Image), repository, what))
 }
 
 func registryHost(image string) string {
@@ -296,10 +272,3 @@ func withCause(res policy.Result, reason policy.Reason, cause string) policy.Res
 }
 
 func utc(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-func clip(s string) string {
-	if len(s) > maxCauseDetail {
-		return s[:maxCauseDetail] + "…"
-	}
-	return s
-}

@@ -62,13 +62,6 @@ type fetchError struct {
 func (e *fetchError) Error() string { return "reading " + e.what + ": " + oci.Redact(e.err) }
 func (e *fetchError) Unwrap() error { return e.err }
 
-// malformedError: the registry answered with something that is not what
-// the OCI distribution spec says it must be.
-type malformedError struct{ err error }
-
-func (e *malformedError) Error() string { return "malformed response: " + e.err.Error() }
-func (e *malformedError) Unwrap() error { return e.err }
-
 // budgetLimit is the LimitError.What of the signature budget.
 const budgetLimit = "signatures examined per image"
 
@@ -92,7 +85,7 @@ func (s *session) manifest(ref name.Reference, what string) (*v1.Manifest, error
 	}
 	m, err := v1.ParseManifest(strings.NewReader(string(desc.Manifest)))
 	if err != nil {
-		return nil, &fetchError{what, &malformedError{err}}
+		return nil, &fetchError{what, &oci.MalformedError{Err: err}}
 	}
 	return m, nil
 }
@@ -124,7 +117,7 @@ func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 			URL: fmt.Sprintf("%s@%s", s.digest.Context().Name(), desc.Digest)}}
 	}
 	if int64(len(b)) != desc.Size {
-		return nil, &fetchError{what, &malformedError{fmt.Errorf("blob %s has %d bytes, its descriptor says %d", desc.Digest, len(b), desc.Size)}}
+		return nil, &fetchError{what, &oci.MalformedError{Err: fmt.Errorf("blob %s has %d bytes, its descriptor says %d", desc.Digest, len(b), desc.Size)}}
 	}
 	return b, nil
 }
@@ -140,7 +133,7 @@ func (s *session) referrers() ([]v1.Descriptor, error) {
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, &fetchError{what, &malformedError{err}}
+		return nil, &fetchError{what, &oci.MalformedError{Err: err}}
 	}
 	return im.Manifests, nil
 }

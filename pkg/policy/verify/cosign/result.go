@@ -3,17 +3,10 @@ package cosign
 import (
 	"errors"
 	"fmt"
-	"net/http"
-
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy"
 )
-
-// maxCauseDetail bounds how much of a registry's own error text reaches a
-// cause: a hostile registry chooses that text.
-const maxCauseDetail = 200
 
 // verdict words a verification that found no valid signature. The order
 // says which fact matters most:
@@ -62,43 +55,11 @@ func (r *run) verdict(res policy.Result, s *session) policy.Result {
 
 // failureCause words a registry failure (not a limit) for people.
 func failureCause(err error, s *session) string {
-	what, host := "the registry", s.digest.RegistryStr()
+	what := "the registry"
 	var fe *fetchError
 	if errors.As(err, &fe) {
 		what = fe.what
+		err = fe.err
 	}
-	var me *malformedError
-	if errors.As(err, &me) {
-		return fmt.Sprintf("registry %s sent a malformed response reading %s: %s", host, what, clip(me.err.Error()))
-	}
-	switch oci.Classify(err) {
-	case oci.FailureDenied:
-		return fmt.Sprintf("registry %s denied access reading %s (HTTP %d): give Signet pull access to %s (on ECR: ecr:BatchGetImage and ecr:GetDownloadUrlForLayer for its role) or add an imagePullSecret",
-			host, what, statusCode(err), s.digest.Context().Name())
-	case oci.FailureTimeout:
-		return fmt.Sprintf("registry %s did not answer in time reading %s", host, what)
-	}
-	if code := statusCode(err); code != 0 {
-		return fmt.Sprintf("registry %s answered HTTP %d %s reading %s", host, code, http.StatusText(code), what)
-	}
-	inner := err
-	if fe != nil {
-		inner = fe.err
-	}
-	return fmt.Sprintf("registry %s unavailable reading %s: %s", host, what, clip(oci.Redact(inner)))
-}
-
-func statusCode(err error) int {
-	var te *transport.Error
-	if errors.As(err, &te) {
-		return te.StatusCode
-	}
-	return 0
-}
-
-func clip(s string) string {
-	if len(s) > maxCauseDetail {
-		return s[:maxCauseDetail] + "…"
-	}
-	return s
+	return oci.Describe(err, s.digest.RegistryStr(), s.digest.Context().Name(), what)
 }
