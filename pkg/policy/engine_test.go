@@ -190,7 +190,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name: "bad reference", image: "Reg.example.com/App", verdict: VerdictDenied,
-			message: `image Reg.example.com/App (spec.containers[0].image) denied: "Reg.example.com/App" is not a valid image reference: could not parse reference: Reg.example.com/App. Fix the image reference.`,
+			message: `image Reg.example.com/App (spec.containers[0].image) denied: "Reg.example.com/App" is not a valid image reference: could not parse reference: reg.example.com/App. Fix the image reference.`,
 		},
 	}
 	for _, tt := range tests {

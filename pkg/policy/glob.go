@@ -9,12 +9,20 @@ import (
 )
 
 // Docker Hub's canonical names: short references like "nginx" mean
-// "index.docker.io/library/nginx", and "docker.io" means "index.docker.io".
+// "index.docker.io/library/nginx".
 const (
 	dockerHub        = "index.docker.io"
-	dockerHubAlias   = "docker.io"
 	dockerHubLibrary = "library"
 )
+
+// dockerHubHosts are the host names Docker Hub answers to; every one is
+// spelled index.docker.io before matching.
+var dockerHubHosts = map[string]bool{
+	"docker.io": true, "index.docker.io": true, "registry-1.docker.io": true, "registry.hub.docker.com": true,
+}
+
+// defaultPort is the port an HTTPS registry host means without one.
+const defaultPort = ":443"
 
 // Glob is a compiled ClusterImagePolicy image glob. It matches the fully
 // qualified repository of an image (registry/path, without tag or digest):
@@ -86,7 +94,8 @@ func normaliseGlob(p string) string {
 	if !hasSlash {
 		return dockerHub + "/" + dockerHubLibrary + "/" + p
 	}
-	if first == dockerHubAlias {
+	first = strings.TrimSuffix(first, defaultPort)
+	if dockerHubHosts[first] {
 		first = dockerHub
 	}
 	if first == dockerHub {
@@ -98,20 +107,54 @@ func normaliseGlob(p string) string {
 	// A first segment that looks like a host (has '.' or ':', or is
 	// localhost, or is a wildcard that could match a host) is a registry.
 	if strings.ContainsAny(first, ".:") || first == "localhost" || strings.Contains(first, "*") {
-		return p
+		return first + "/" + rest
 	}
 	return dockerHub + "/" + p
 }
 
-// ParseImage parses an image reference as a container runtime would:
-// Docker Hub short names are expanded, an untagged reference means
-// ":latest", and upper-case repositories are rejected.
+// ParseImage parses an image reference as a container runtime would, into
+// its canonical spelling: Docker Hub short names are expanded and its other
+// host names folded into index.docker.io, an untagged reference means
+// ":latest", the registry host is lower-cased (host names are not case
+// sensitive) and the default HTTPS port is dropped. Every spelling of an
+// image therefore meets the same policies, reads the same registry and
+// shares the same cached verdicts. Upper-case repositories are rejected.
 func ParseImage(ref string, opts ...name.Option) (name.Reference, error) {
-	r, err := name.ParseReference(ref, opts...)
+	r, err := name.ParseReference(lowerHost(ref), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%q is not a valid image reference: %w", ref, err)
 	}
-	return r, nil
+	host := strings.TrimSuffix(strings.ToLower(r.Context().RegistryStr()), defaultPort)
+	if dockerHubHosts[host] {
+		host = dockerHub
+	}
+	if host == r.Context().RegistryStr() {
+		return r, nil
+	}
+	canonical := host + "/" + r.Context().RepositoryStr()
+	switch t := r.(type) {
+	case name.Digest:
+		canonical += "@" + t.DigestStr()
+	case name.Tag:
+		canonical += ":" + t.TagStr()
+	}
+	c, err := name.ParseReference(canonical, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a valid image reference: %w", ref, err)
+	}
+	return c, nil
+}
+
+// lowerHost lower-cases the registry host of ref, if it names one (a first
+// path segment with '.' or ':', or localhost, as container runtimes read
+// it). go-containerregistry refuses some upper-case hosts that runtimes
+// pull from; host names are not case sensitive.
+func lowerHost(ref string) string {
+	first, rest, ok := strings.Cut(ref, "/")
+	if !ok || !strings.ContainsAny(first, ".:") && !strings.EqualFold(first, "localhost") {
+		return ref
+	}
+	return strings.ToLower(first) + "/" + rest
 }
 
 // Repository is the fully qualified repository globs match against:

@@ -85,6 +85,13 @@ func TestParseImage(t *testing.T) {
 		{ref: "docker.io/bitnami/nginx", repo: "index.docker.io/bitnami/nginx", identifier: "latest"},
 		{ref: "127.0.0.1:5000/app@sha256:" + hex64, repo: "127.0.0.1:5000/app", identifier: "sha256:" + hex64},
 		{ref: "123456789012.dkr.ecr.us-east-1.amazonaws.com/prod/app:v1", repo: "123456789012.dkr.ecr.us-east-1.amazonaws.com/prod/app", identifier: "v1"},
+		// Every spelling of an image means one canonical reference.
+		{ref: "LOCALHOST:5000/app:v1", repo: "localhost:5000/app", identifier: "v1"},
+		{ref: "Registry.Example.com:443/team/app", repo: "registry.example.com/team/app", identifier: "latest"},
+		{ref: "registry.example.com:8443/app", repo: "registry.example.com:8443/app", identifier: "latest"},
+		{ref: "registry-1.docker.io/nginx:1", repo: "index.docker.io/library/nginx", identifier: "1"},
+		{ref: "registry.hub.docker.com/bitnami/nginx@sha256:" + hex64, repo: "index.docker.io/bitnami/nginx", identifier: "sha256:" + hex64},
+		{ref: "Docker.IO:443/nginx", repo: "index.docker.io/library/nginx", identifier: "latest"},
 		{ref: "Nginx", err: `"Nginx" is not a valid image reference: could not parse reference: Nginx`},
 		{ref: "nginx@sha256:abc", err: `"nginx@sha256:abc" is not a valid image reference: could not parse reference: nginx@sha256:abc`},
 		{ref: "", err: `"" is not a valid image reference: could not parse reference: `},
@@ -103,5 +110,36 @@ func TestParseImage(t *testing.T) {
 		if Repository(r) != tt.repo || r.Identifier() != tt.identifier {
 			t.Errorf("ParseImage(%q) = %s %s, want %s %s", tt.ref, Repository(r), r.Identifier(), tt.repo, tt.identifier)
 		}
+	}
+}
+
+// TestEverySpellingMeetsTheSamePolicies: a glob written for the canonical
+// spelling (or any other) governs every spelling of the image.
+func TestEverySpellingMeetsTheSamePolicies(t *testing.T) {
+	for glob, refs := range map[string][]string{
+		"localhost:5000/app":             {"localhost:5000/app:v1", "LOCALHOST:5000/app:v1", "LocalHost:5000/app"},
+		"registry.example.com/**":        {"registry.example.com/team/app", "REGISTRY.example.com/app", "registry.example.com:443/app"},
+		"registry.example.com:443/**":    {"registry.example.com/app", "Registry.Example.Com:443/app"},
+		"nginx":                          {"nginx", "docker.io/nginx", "index.docker.io/library/nginx", "registry-1.docker.io/library/nginx", "registry.hub.docker.com/nginx", "DOCKER.IO/library/nginx:1"},
+		"registry-1.docker.io/bitnami/*": {"bitnami/nginx", "docker.io/bitnami/redis"},
+	} {
+		g, err := CompileGlob(glob)
+		if err != nil {
+			t.Fatalf("%s: %v", glob, err)
+		}
+		for _, ref := range refs {
+			r, err := ParseImage(ref)
+			if err != nil {
+				t.Fatalf("%s: %v", ref, err)
+			}
+			if !g.Match(Repository(r)) {
+				t.Errorf("glob %q does not govern %q (canonical %s)", glob, ref, Repository(r))
+			}
+		}
+	}
+	// A non-default port is another registry.
+	g, _ := CompileGlob("registry.example.com/**")
+	if r, _ := ParseImage("registry.example.com:8443/app"); g.Match(Repository(r)) {
+		t.Error("registry.example.com/** governs registry.example.com:8443")
 	}
 }
