@@ -21,6 +21,11 @@ func write(w io.Writer, format string, d policy.Decision) error {
 		if _, err := fmt.Fprintf(w, "%s: %s\n", strings.ToUpper(string(img.Verdict)), img.Message()); err != nil {
 			return err
 		}
+		for _, warning := range img.VerifierWarnings() {
+			if _, err := fmt.Fprintf(w, "WARNING: %s\n", warning); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -36,16 +36,24 @@ func New[K comparable, V any](ttl time.Duration, maxEntries int, now func() time
 
 // Get returns the live value of k.
 func (m *Map[K, V]) Get(k K) (V, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.getLocked(k)
+	v, _, ok := m.GetExpiring(k)
+	return v, ok
 }
 
-// Put stores v under k for the Map's ttl.
-func (m *Map[K, V]) Put(k K, v V) {
+// GetExpiring returns the live value of k and when it expires.
+func (m *Map[K, V]) GetExpiring(k K) (V, time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.getLocked(k)
+	return v, m.entries[k].expires, ok
+}
+
+// Put stores v under k for the Map's ttl and returns when it expires.
+func (m *Map[K, V]) Put(k K, v V) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.putLocked(k, v)
+	return m.entries[k].expires
 }
 
 // Update replaces the value of k with f(current, live) unless f returns

@@ -196,7 +196,11 @@ func (c *VerdictCache) put(key cacheKey, r Result) {
 	if e, ok := c.entries[key]; ok {
 		c.lru.Remove(e)
 	}
-	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, result: r, expires: c.opts.Now().Add(ttl)})
+	expires := c.opts.Now().Add(ttl)
+	if !r.ValidUntil.IsZero() && r.ValidUntil.Before(expires) {
+		expires = r.ValidUntil // never outlive what the verdict relied on
+	}
+	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, result: r, expires: expires})
 	for c.lru.Len() > c.opts.MaxEntries {
 		oldest := c.lru.Back()
 		c.lru.Remove(oldest)

@@ -215,3 +215,46 @@ func TestCacheKeyIgnoresTheTagOfAPinnedReference(t *testing.T) {
 		t.Fatalf("another repository with the same digest: verified %d times in all, want 2", got)
 	}
 }
+
+// validUntilVerifier verifies, relying on an answer that expires at until.
+type validUntilVerifier struct {
+	countingVerifier
+	until time.Time
+}
+
+func (v *validUntilVerifier) Verify(ctx context.Context, img Image) Result {
+	r := v.countingVerifier.Verify(ctx, img)
+	r.ValidUntil = v.until
+	return r
+}
+
+// TestCacheNeverOutlivesWhatAVerdictReliedOn: a verified result that relied
+// on a revocation answer expiring in 2 minutes is cached 2 minutes, not
+// the 10 of PositiveTTL; a later expiry does not extend PositiveTTL.
+func TestCacheNeverOutlivesWhatAVerdictReliedOn(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		until  time.Duration
+		cached time.Duration
+	}{
+		{"answer expires first", 2 * time.Minute, 2 * time.Minute},
+		{"verdict TTL expires first", time.Hour, 10 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newClock()
+			c := NewVerdictCache(clock.opts())
+			v := &validUntilVerifier{countingVerifier: countingVerifier{reason: ReasonVerified}, until: clock.now().Add(tt.until)}
+			img := testImage(t, 1)
+			ctx := context.Background()
+			c.Verify(ctx, v, img)
+			clock.add(tt.cached - time.Second)
+			if _, o := c.Verify(ctx, v, img); o != OutcomeHit {
+				t.Fatalf("1s before %s: outcome %s, want hit", tt.cached, o)
+			}
+			clock.add(time.Second)
+			if _, o := c.Verify(ctx, v, img); o != OutcomeMiss {
+				t.Fatalf("at %s: outcome %s, want miss", tt.cached, o)
+			}
+		})
+	}
+}

@@ -35,8 +35,34 @@ func (d Decision) Allowed() bool {
 // Denials are the one-line messages of denied images.
 func (d Decision) Denials() []string { return d.messages(VerdictDenied) }
 
-// Warnings are the one-line messages of admitted-with-warning images.
-func (d Decision) Warnings() []string { return d.messages(VerdictWarned) }
+// Warnings are what kubectl shows beside the decision: the one-line
+// messages of admitted-with-warning images, then every warning an
+// authority attached to a verification that admitted an image (a
+// revocation check skipped in BestEffort mode).
+func (d Decision) Warnings() []string {
+	out := d.messages(VerdictWarned)
+	for _, i := range d.Images {
+		out = append(out, i.VerifierWarnings()...)
+	}
+	return out
+}
+
+// VerifierWarnings are the warnings of the authorities that satisfied the
+// image's policies, each naming the image, the policy and the authority.
+func (i ImageDecision) VerifierWarnings() []string {
+	var out []string
+	for _, p := range i.Policies {
+		for _, a := range p.Authorities {
+			if !a.Result.Verified() {
+				continue
+			}
+			for _, w := range a.Result.Warnings {
+				out = append(out, fmt.Sprintf("image %s (%s) admitted by ClusterImagePolicy %q (authority %q) with a warning: %s", i.Image, i.Path, p.Policy, a.Name, w))
+			}
+		}
+	}
+	return out
+}
 
 func (d Decision) messages(v Verdict) []string {
 	var out []string

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -111,6 +112,10 @@ type Result struct {
 	// Warnings are admitted-but-noteworthy facts (for example a revocation
 	// check skipped in BestEffort mode because Signer was unreachable).
 	Warnings []string
+	// ValidUntil, when set, is when an answer the result relied on expires
+	// (AWS Signer's revocation status): the verdict cache keeps the result
+	// no longer, so a revocation is noticed within one answer's lifetime.
+	ValidUntil time.Time
 }
 
 // Verified reports whether the image is admitted by this authority.

@@ -2,6 +2,7 @@ package awssigner
 
 import (
 	"context"
+	"time"
 
 	"github.com/notaryproject/notation-core-go/signature"
 	"github.com/notaryproject/notation-go"
@@ -43,7 +44,9 @@ type attempt struct {
 	revoked         []string
 	revocationErr   error
 	warning         string
-	pluginErr       error
+	// validUntil is when the revocation answer the attempt passed on expires.
+	validUntil time.Time
+	pluginErr  error
 
 	// Set when notation-go returns.
 	outcome *notation.VerificationOutcome

@@ -166,7 +166,7 @@ func (p *signerPlugin) checkRevocation(ctx context.Context, a *attempt, signed p
 		}
 		chain = append(chain, c)
 	}
-	revoked, err := p.revocations.revoked(ctx, revocationQuery{
+	ans, err := p.revocations.revoked(ctx, revocationQuery{
 		region:            signed.arn.Region,
 		profileVersionARN: a.profileVersion,
 		jobARN:            a.job,
@@ -180,10 +180,11 @@ func (p *signerPlugin) checkRevocation(ctx context.Context, a *attempt, signed p
 	case err != nil:
 		a.revocationErr = err
 		return &plugin.VerificationResult{Success: false, Reason: err.Error()}
-	case len(revoked) > 0:
-		a.revoked = revoked
-		return &plugin.VerificationResult{Success: false, Reason: "revoked: " + strings.Join(revoked, ", ")}
+	case len(ans.revoked) > 0:
+		a.revoked = ans.revoked
+		return &plugin.VerificationResult{Success: false, Reason: "revoked: " + strings.Join(ans.revoked, ", ")}
 	}
+	a.validUntil = ans.until
 	return &plugin.VerificationResult{Success: true, Reason: "not revoked"}
 }
 

@@ -141,19 +141,26 @@ func (e *unavailableError) Error() string {
 
 func (e *unavailableError) Unwrap() error { return e.err }
 
+// answer is AWS Signer's revocation status for one query, and until when
+// Signet relies on it.
+type answer struct {
+	revoked []string
+	until   time.Time
+}
+
 // revoked returns the entities of q that AWS Signer reports revoked (none:
-// not revoked), or an *unavailableError.
-func (c *RevocationChecker) revoked(ctx context.Context, q revocationQuery) ([]string, error) {
+// not revoked) and when that answer expires, or an *unavailableError.
+func (c *RevocationChecker) revoked(ctx context.Context, q revocationQuery) (answer, error) {
 	c.lookups.Add(1)
 	key := q.key()
-	if r, ok := c.answers.Get(key); ok {
+	if r, until, ok := c.answers.GetExpiring(key); ok {
 		c.hits.Add(1)
-		return r, nil
+		return answer{r, until}, nil
 	}
 	called := false // set by the one caller that asks Signer
 	ch := c.group.DoChan(key, func() (any, error) {
-		if r, ok := c.answers.Get(key); ok {
-			return r, nil
+		if r, until, ok := c.answers.GetExpiring(key); ok {
+			return answer{r, until}, nil
 		}
 		called = true
 		// The call outlives a caller that gives up, so that its retry
@@ -173,20 +180,19 @@ func (c *RevocationChecker) revoked(ctx context.Context, q revocationQuery) ([]s
 			return nil, &unavailableError{region: q.region, err: err}
 		}
 		r := append([]string{}, out.RevokedEntities...)
-		c.answers.Put(key, r)
-		return r, nil
+		return answer{r, c.answers.Put(key, r)}, nil
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, res.Err
+			return answer{}, res.Err
 		}
 		if !called {
 			c.hits.Add(1) // answered by another caller's call, or the cache
 		}
-		return res.Val.([]string), nil
+		return res.Val.(answer), nil
 	case <-ctx.Done():
-		return nil, &unavailableError{region: q.region, err: ctx.Err()}
+		return answer{}, &unavailableError{region: q.region, err: ctx.Err()}
 	}
 }
 

@@ -210,3 +210,39 @@ func TestRevocationCache(t *testing.T) {
 		t.Errorf("stats = %+v, want 14 lookups, 3 Signer calls, 11 cache hits", s)
 	}
 }
+
+// TestVerdictLivesNoLongerThanItsRevocationAnswer: a verification carries
+// the expiry of the revocation answer it relied on, and an answer served
+// from the checker's cache keeps its first expiry, so the verdict cache can
+// never hold "not revoked" longer than one answer's TTL after AWS Signer
+// gave it.
+func TestVerdictLivesNoLongerThanItsRevocationAnswer(t *testing.T) {
+	f := setup(t)
+	ref, _ := f.image(t, f.stack.ReferrersRegistry)
+	f.sign(t, ref, f.commercial, jwsType, attrs(versionARN), referrersAPI)
+	var mu sync.Mutex
+	now := time.Unix(2e9, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	checker, err := awssigner.NewRevocationChecker(awssigner.RevocationOptions{Clients: f.clients.ForRegion, TTL: 10 * time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := f.verifier(t, checker, awssigner.RevocationEnforce, profileARN)
+	want := now.Add(10 * time.Minute)
+	got := verify(t, v, ref)
+	expect(t, got, policy.ReasonVerified, "", versionARN)
+	if !got.ValidUntil.Equal(want) {
+		t.Fatalf("ValidUntil = %v, want the answer's expiry %v", got.ValidUntil, want)
+	}
+	mu.Lock()
+	now = now.Add(9 * time.Minute)
+	mu.Unlock()
+	calls := f.signer.Calls()
+	got = verify(t, v, ref)
+	if f.signer.Calls() != calls {
+		t.Fatal("the cached answer was not used")
+	}
+	if !got.ValidUntil.Equal(want) {
+		t.Fatalf("from the checker's cache 9 minutes later: ValidUntil = %v, want %v", got.ValidUntil, want)
+	}
+}

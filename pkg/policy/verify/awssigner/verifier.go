@@ -188,6 +188,7 @@ func (v *Verifier) Verify(ctx context.Context, img policy.Image) policy.Result {
 func (v *Verifier) verified(res policy.Result, a *attempt) policy.Result {
 	res.Reason = policy.ReasonVerified
 	res.Signer = a.profileVersion
+	res.ValidUntil = a.validUntil
 	if a.warning != "" {
 		res.Warnings = append(res.Warnings, a.warning)
 		if v.revocations != nil {
