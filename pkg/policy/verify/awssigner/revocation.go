@@ -214,7 +214,9 @@ func certificateHashes(chain []*x509.Certificate) []string {
 }
 
 // describeAWSError words an AWS SDK failure in a few words: the HTTP status
-// and error code, or that the call timed out.
+// and error code, that the call timed out, or that Signer could not be
+// reached at all (the SDK then reports a response error with no status,
+// which would read as "HTTP 0").
 func describeAWSError(err error) string {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
@@ -222,6 +224,14 @@ func describeAWSError(err error) string {
 	}
 	if errors.Is(err, context.Canceled) {
 		return "canceled"
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Sprintf("cannot resolve %s: %s", dns.Name, dns.Err)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Sprintf("cannot connect to %s: %v", op.Addr, op.Err)
 	}
 	var re *awshttp.ResponseError
 	var ae smithy.APIError

@@ -1,9 +1,11 @@
 package awssigner_test
 
 import (
+	"context"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-dev/signet/internal/awsclient"
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/verify/awssigner"
 )
@@ -160,6 +163,37 @@ func TestRevocationUnavailable(t *testing.T) {
 			}
 			expect(t, got, policy.ReasonRevoked, "revoked in AWS Signer: signing job "+a.JobARN, versionARN)
 		})
+	}
+}
+
+// TestRevocationSignerUnreachable: a Signer endpoint nobody listens on is
+// worded as such (the SDK reports it as a response with no status), and
+// Enforce denies it as a transient failure.
+func TestRevocationSignerUnreachable(t *testing.T) {
+	f := setup(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ENDPOINT_URL_SIGNER", "http://"+closed)
+	cfg, err := awsclient.LoadConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checker, err := awssigner.NewRevocationChecker(awssigner.RevocationOptions{Clients: awsclient.NewSignerClients(cfg).ForRegion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := f.image(t, f.stack.ReferrersRegistry)
+	f.sign(t, ref, f.commercial, jwsType, attrs(versionARN), referrersAPI)
+	got := verify(t, f.verifier(t, checker, awssigner.RevocationEnforce, profileARN), ref)
+	expect(t, got, policy.ReasonRevocationUnavailable, "could not check revocation with AWS Signer in us-west-2: cannot connect to "+closed+": connect: connection refused", versionARN)
+	if !got.Transient() {
+		t.Error("an unreachable Signer must be a transient failure")
 	}
 }
 
