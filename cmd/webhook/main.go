@@ -118,7 +118,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, UserAgent: "signet-webhook/" + buildinfo.Of(version),
+	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, RevocationTTL: opts.RevocationTTL, UserAgent: "signet-webhook/" + buildinfo.Of(version),
 		ObserveRegistry: metrics.ObserveRegistry, ObserveAWS: metrics.ObserveAWS})
 	if err != nil {
 		return err
@@ -156,6 +156,9 @@ func run(args []string) error {
 	if opts.DigestPinning && opts.MutatingWebhookConfiguration != "" {
 		judge.Pinning = admission.PinningInstalled(mgr.GetClient(), opts.MutatingWebhookConfiguration)
 	}
+	if err := addAudit(mgr, cfg, opts, judge.Engine, judge.Policies, metrics.RegistryRequests); err != nil {
+		return err
+	}
 	registerWebhooks(mgr.GetWebhookServer(), scheme, opts, judge, admission.PolicyValidator{
 		NewVerifier: verifiers.Factory(),
 		ReadSecret:  store.SecretReader(mgr.GetAPIReader()),
@@ -191,7 +194,7 @@ func run(args []string) error {
 	}); err != nil {
 		return err
 	}
-	log.Info("starting", "version", buildinfo.Of(version), "webhookPort", opts.WebhookPort, "certManagement", opts.CertManagement, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning)
+	log.Info("starting", "version", buildinfo.Of(version), "webhookPort", opts.WebhookPort, "certManagement", opts.CertManagement, "noMatchPolicy", opts.NoMatchPolicy, "exemptNamespaces", opts.ExemptNamespaces, "digestPinning", opts.DigestPinning, "auditInterval", opts.AuditInterval)
 	return mgr.Start(ctx)
 }
 

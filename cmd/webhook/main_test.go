@@ -41,7 +41,7 @@ func TestWebhookServesAgainstTheStack(t *testing.T) {
 	}
 	cmd := exec.Command(bin,
 		"--kubeconfig="+env.Kubeconfig,
-		"--cert-dir="+certDir, "--cert-management=external", "--shutdown-delay=3s",
+		"--cert-dir="+certDir, "--cert-management=external", "--shutdown-delay=3s", "--audit-interval=0",
 		fmt.Sprintf("--webhook-port=%d", ports[0]),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),

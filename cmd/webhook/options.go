@@ -65,6 +65,16 @@ type Options struct {
 	CAValidity   time.Duration
 	CertValidity time.Duration
 
+	// AuditInterval is how often continuous validation re-judges every
+	// running Pod's images; 0 turns it off.
+	AuditInterval time.Duration
+	// AuditExempt reports the Pods of exempt namespaces (as audit-only);
+	// false leaves them out.
+	AuditExempt bool
+	// AuditLease names the Lease in Namespace that elects the one replica
+	// that audits; empty audits on every replica (a single replica only).
+	AuditLease string
+
 	// ShutdownDelay is how long the webhook keeps answering after SIGTERM
 	// while reporting not-ready, so the Service stops sending it requests
 	// before it stops listening.
@@ -74,6 +84,9 @@ type Options struct {
 	CacheVerifiedTTL time.Duration
 	CacheDeniedTTL   time.Duration
 	CacheMaxEntries  int
+	// RevocationTTL keeps an AWS Signer revocation answer; it is the
+	// longest a revoked signing job can still be admitted.
+	RevocationTTL time.Duration
 
 	// PprofBindAddress serves net/http/pprof; "0" (default) disables it.
 	PprofBindAddress string
@@ -135,9 +148,14 @@ func NewOptions() *Options {
 		CAValidity:                     5 * 365 * 24 * time.Hour,
 		CertValidity:                   365 * 24 * time.Hour,
 
+		AuditInterval: 10 * time.Minute,
+		AuditExempt:   true,
+		AuditLease:    "signet-audit",
+
 		CacheVerifiedTTL: 10 * time.Minute,
 		CacheDeniedTTL:   30 * time.Second,
 		CacheMaxEntries:  20000,
+		RevocationTTL:    10 * time.Minute,
 		PprofBindAddress: "0",
 	}
 }
@@ -177,9 +195,13 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.CAValidity, "ca-validity", o.CAValidity, "Lifetime of the built-in CA; renewed when a third remains, the old CA stays trusted until it expires.")
 	fs.DurationVar(&o.CertValidity, "cert-validity", o.CertValidity, "Lifetime of the built-in serving certificate; renewed when a third remains.")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "After SIGTERM, report not-ready but keep answering this long before shutting down, so in-flight and already-routed admissions finish.")
+	fs.DurationVar(&o.AuditInterval, "audit-interval", o.AuditInterval, "How often continuous validation re-judges the images of every running Pod at the digest it runs; 0 turns it off.")
+	fs.BoolVar(&o.AuditExempt, "audit-exempt-namespaces", o.AuditExempt, "Report the Pods of exempt namespaces too (marked audit-only); false leaves them out.")
+	fs.StringVar(&o.AuditLease, "audit-lease", o.AuditLease, "Lease in --namespace electing the one replica that runs continuous validation; empty runs it on every replica.")
 	fs.DurationVar(&o.CacheVerifiedTTL, "cache-verified-ttl", o.CacheVerifiedTTL, "How long a verified image digest stays cached.")
 	fs.DurationVar(&o.CacheDeniedTTL, "cache-denied-ttl", o.CacheDeniedTTL, "How long any other verdict (denied, failed, verified with warnings) stays cached.")
 	fs.IntVar(&o.CacheMaxEntries, "cache-max-entries", o.CacheMaxEntries, "Most verdicts kept; the least recently used goes first.")
+	fs.DurationVar(&o.RevocationTTL, "revocation-ttl", o.RevocationTTL, "How long an AWS Signer revocation answer is kept: the longest a revoked signing job can still be admitted (a verdict never outlives it).")
 	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress, "Address of net/http/pprof; \"0\" disables it.")
 }
 
@@ -212,6 +234,15 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--verify-timeout %s: must not be negative", o.VerifyTimeout))
 	}
 	errs = append(errs, o.validateCerts()...)
+	if o.RevocationTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--revocation-ttl %s: must be positive", o.RevocationTTL))
+	}
+	if o.AuditInterval < 0 {
+		errs = append(errs, fmt.Errorf("--audit-interval %s: must not be negative (0 turns continuous validation off)", o.AuditInterval))
+	}
+	if o.AuditInterval > 0 && o.AuditLease != "" && o.Namespace == "" {
+		errs = append(errs, fmt.Errorf("--audit-lease %s: needs --namespace (or $POD_NAMESPACE) to hold the Lease; or set --audit-lease= to run continuous validation without election (one replica only), or --audit-interval=0", o.AuditLease))
+	}
 	if o.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %s: must not be negative", o.ShutdownDelay))
 	}

@@ -85,7 +85,7 @@ func TestOptionsFlags(t *testing.T) {
 		},
 		{
 			name: "external certificates need no Secret",
-			args: []string{"--cert-management=external", "--namespace=", "--cert-dns-names=", "--cert-secret="},
+			args: []string{"--cert-management=external", "--namespace=", "--cert-dns-names=", "--cert-secret=", "--audit-lease="},
 			check: func(t *testing.T, o *Options) {
 				if o.CertManagement != CertExternal {
 					t.Fatalf("CertManagement = %q", o.CertManagement)
@@ -98,7 +98,19 @@ func TestOptionsFlags(t *testing.T) {
 			args: []string{"--namespace=", "--cert-dns-names=", "--validating-webhook-configuration="},
 			wantErr: "--cert-management=builtin needs --namespace (or $POD_NAMESPACE) for its Secret\n" +
 				"--cert-dns-names: name the webhook Service (<svc>.<ns>.svc) with --cert-management=builtin\n" +
-				"--validating-webhook-configuration: must not be empty with --cert-management=builtin",
+				"--validating-webhook-configuration: must not be empty with --cert-management=builtin\n" +
+				"--audit-lease signet-audit: needs --namespace (or $POD_NAMESPACE) to hold the Lease; or set --audit-lease= to run continuous validation without election (one replica only), or --audit-interval=0",
+		},
+		{name: "negative audit interval", args: []string{"--namespace=signet", "--audit-interval=-1m"}, wantErr: "--audit-interval -1m0s: must not be negative (0 turns continuous validation off)"},
+		{name: "revocation answers kept for no time", args: []string{"--namespace=signet", "--revocation-ttl=0"}, wantErr: "--revocation-ttl 0s: must be positive"},
+		{
+			name: "continuous validation off needs no Lease",
+			args: []string{"--cert-management=external", "--namespace=", "--audit-interval=0"},
+			check: func(t *testing.T, o *Options) {
+				if o.AuditInterval != 0 || o.AuditLease != "signet-audit" || !o.AuditExempt || o.RevocationTTL != 10*time.Minute {
+					t.Fatalf("audit options %v %q %v, revocation TTL %v", o.AuditInterval, o.AuditLease, o.AuditExempt, o.RevocationTTL)
+				}
+			},
 		},
 		{name: "cert outlives CA", args: []string{"--cert-validity=2h", "--ca-validity=1h"}, wantErr: "--cert-validity 2h0m0s: must not exceed --ca-validity 1h0m0s"},
 		{name: "cert too short", args: []string{"--cert-validity=1s"}, wantErr: "--cert-validity 1s, --ca-validity 43800h0m0s: must be at least 30s"},

@@ -47,6 +47,21 @@ var rules = []rule{
 		why:       "admission never talks to AWS directly; verifiers do",
 	},
 	{
+		pkg: module + "/pkg/workload", transitive: true,
+		forbidden: []string{module + "/pkg/admission", module + "/pkg/audit", "sigs.k8s.io/controller-runtime"},
+		why:       "what a Pod pulls sits below admission and continuous validation, which both judge it",
+	},
+	{
+		pkg: module + "/pkg/audit", transitive: true,
+		forbidden: []string{module + "/pkg/admission"},
+		why:       "continuous validation shares the engine and image extraction with admission, never admission's code",
+	},
+	{
+		pkg: module + "/pkg/admission", transitive: true,
+		forbidden: []string{module + "/pkg/audit"},
+		why:       "admission and continuous validation are siblings",
+	},
+	{
 		pkg: module + "/internal/", transitive: false,
 		forbidden: []string{module + "/pkg/admission", module + "/cmd/"},
 		why:       "shared plumbing sits below the packages that use it",

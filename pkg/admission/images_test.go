@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/signet-dev/signet/pkg/policy"
+	"github.com/signet-dev/signet/pkg/workload"
 )
 
 func podSpec() corev1.PodSpec {
@@ -52,30 +53,14 @@ func TestImagesOfEveryKind(t *testing.T) {
 		if !ok || path != tt.path {
 			t.Fatalf("%T: path %q ok %v", tt.obj, path, ok)
 		}
-		if got := Images(spec, path); !reflect.DeepEqual(got, want(tt.path)) {
+		if got := workload.Images(spec, path); !reflect.DeepEqual(got, want(tt.path)) {
 			t.Errorf("%T:\n got %v\nwant %v", tt.obj, got, want(tt.path))
 		}
 	}
 	if _, _, ok := PodSpecOf(&corev1.ConfigMap{}); ok {
 		t.Error("ConfigMap has no pod spec")
 	}
-	if spec, _, ok := PodSpecOf(&corev1.ReplicationController{}); !ok || len(Images(spec, "spec.template.spec")) != 0 {
+	if spec, _, ok := PodSpecOf(&corev1.ReplicationController{}); !ok || len(workload.Images(spec, "spec.template.spec")) != 0 {
 		t.Error("a ReplicationController without template has no images")
-	}
-}
-
-func TestChangedImages(t *testing.T) {
-	old := podSpec()
-	cur := podSpec()
-	cur.Containers[1].Image = "b:2"
-	cur.EphemeralContainers = append(cur.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "d2", Image: "debug:1"}})
-	cur.Volumes[1].Image.Reference = "model:8"
-	got := ChangedImages(&cur, &old, "spec")
-	want := []policy.ImageRef{{Path: "spec.containers[1].image", Ref: "b:2"}, {Path: "spec.ephemeralContainers[1].image", Ref: "debug:1"}, {Path: "spec.volumes[1].image.reference", Ref: "model:8"}}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	if got := ChangedImages(&old, &old, "spec"); len(got) != 0 {
-		t.Fatalf("unchanged spec: %v", got)
 	}
 }

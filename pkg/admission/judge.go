@@ -1,3 +1,7 @@
+// Package admission turns Kubernetes admission requests for Pods and the
+// workloads that create them into policy decisions, and decisions into
+// admission responses. It talks to no registry or AWS itself: the policy
+// engine and its verifiers do.
 package admission
 
 import (
@@ -14,6 +18,7 @@ import (
 	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/signet-dev/signet/pkg/policy"
+	"github.com/signet-dev/signet/pkg/workload"
 )
 
 // Judge decides the images of admission requests with the policy engine.
@@ -84,13 +89,13 @@ func (j *Judge) toJudge(obj, old client.Object) (*corev1.PodSpec, []policy.Image
 		return nil, nil
 	}
 	if old == nil {
-		return spec, Images(spec, path)
+		return spec, workload.Images(spec, path)
 	}
 	oldSpec, _, ok := PodSpecOf(old)
 	if !ok {
-		return spec, Images(spec, path)
+		return spec, workload.Images(spec, path)
 	}
-	return spec, ChangedImages(spec, oldSpec, path)
+	return spec, workload.ChangedImages(spec, oldSpec, path)
 }
 
 // judge decides the images obj needs judged (see toJudge); a denial is an

@@ -18,7 +18,7 @@ import (
 // instance starts one more webhook process with its own flags, judging Pods
 // only in namespaces labelled label=true, for behaviours that are flags of
 // the webhook (no-match policy, verify timeout). It stops with the test.
-func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, flags ...string) {
+func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, flags ...string) *fixtures.Webhook {
 	t.Helper()
 	localOnly(t, "it starts a second webhook process with its own flags")
 	bin, err := fixtures.WebhookBinary()
@@ -56,6 +56,7 @@ func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, fla
 	t.Cleanup(func() {
 		_ = h.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
 	})
+	return w
 }
 
 // plainNamespace makes a namespace judged only by an instance (not by the

@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/notaryproject/notation-core-go/signature/jws"
-	notationregistry "github.com/notaryproject/notation-go/registry"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,11 +14,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/admission"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 	"github.com/signet-dev/signet/test/fixtures"
-	"github.com/signet-dev/signet/test/signerpki"
 )
 
 // The regressions of the security review (issue 13), each through the real
@@ -225,35 +219,9 @@ func TestBestEffortRevocationWarns(t *testing.T) {
 		profile = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/E2EProfile"
 		job     = "arn:aws:signer:us-east-1:123456789012:/signing-jobs/0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6"
 	)
-	root, err := signerpki.NewRoot("Signet E2E Signer Code Signing Root CA G1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.Intermediate("Signet E2E Signer us-east-1 Code Signing CA G1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := ca.Leaf(signerpki.Validity{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := filepath.Join(t.TempDir(), "signer-roots.pem")
-	if err := os.WriteFile(roots, root.PEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	chain, roots := signerChain(t)
 	// signed pushes an image signed as AWS Signer does and returns it by digest.
-	signed := func(repoTag string) string {
-		img, digest := h.push(t, repoTag)
-		r, err := name.NewDigest(img[:strings.LastIndex(img, ":")] + "@" + digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		repo := notationregistry.NewRepository(oci.New(oci.Options{}).OrasRepository(r.Context(), nil))
-		if err := chain.Sign(ctx, repo, digest, jws.MediaTypeEnvelope, signerpki.Attributes{ProfileVersionARN: profile + "/abcdef1234", JobARN: job}); err != nil {
-			t.Fatal(err)
-		}
-		return r.String()
-	}
+	signed := func(repoTag string) string { return h.signerSigned(t, chain, repoTag, profile, job) }
 	signerPolicy := func(name, repo string, mode v1alpha1.RevocationMode) *v1alpha1.ClusterImagePolicy {
 		return labelled(&v1alpha1.ClusterImagePolicy{
 			ObjectMeta: metav1.ObjectMeta{Name: name},

@@ -15,6 +15,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,7 @@ var latencyBuckets = []float64{.0005, .001, .005, .01, .025, .05, .1, .25, .5, 1
 // verification, registries and AWS. Its methods are safe for concurrent use.
 type Metrics struct {
 	reg             prometheus.Registerer
+	registryTotal   atomic.Uint64 // every registry request, for RegistryRequests
 	decisions       *prometheus.CounterVec
 	failures        *prometheus.CounterVec
 	verifications   *prometheus.HistogramVec
@@ -178,8 +180,13 @@ func (m *Metrics) ObserveRegistry(host string, status int, err error, took time.
 		code = strconv.Itoa(status)
 	}
 	m.registryCalls.WithLabelValues(host, code).Inc()
+	m.registryTotal.Add(1)
 	m.registryLatency.WithLabelValues(host).Observe(took.Seconds())
 }
+
+// RegistryRequests is how many registry requests the process has made (what
+// continuous validation reports per cycle).
+func (m *Metrics) RegistryRequests() uint64 { return m.registryTotal.Load() }
 
 // ObserveAWS is the awsclient.WithObserver hook.
 func (m *Metrics) ObserveAWS(c awsclient.Call) {

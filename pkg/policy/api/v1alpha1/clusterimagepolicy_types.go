@@ -20,6 +20,8 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Verified",type=integer,JSONPath=`.status.running.verified`,description="Running images that satisfy the policy"
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.running.violations`,description="Running images the policy would not admit now"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterImagePolicy struct {
 	metav1.TypeMeta `json:",inline"`
@@ -209,6 +211,24 @@ type ClusterImagePolicyStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Running counts the images of running Pods this policy governs, as
+	// Signet's continuous validation last found them (judged at the digest
+	// each Pod runs).
+	// +optional
+	Running *RunningImages `json:"running,omitempty"`
+}
+
+// RunningImages counts running images by what continuous validation found.
+type RunningImages struct {
+	// Verified images satisfy this policy.
+	Verified int32 `json:"verified"`
+	// Violations are images this policy would not admit now.
+	Violations int32 `json:"violations"`
+	// Unverifiable images could not be checked (a registry or AWS did not
+	// answer); they are not violations.
+	Unverifiable int32 `json:"unverifiable"`
+	// LastEvaluated is when the counts were taken.
+	LastEvaluated metav1.Time `json:"lastEvaluated"`
 }
 
 // ClusterImagePolicyList is a list of ClusterImagePolicies.

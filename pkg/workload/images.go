@@ -1,8 +1,8 @@
-// Package admission turns Kubernetes admission requests for Pods and the
-// workloads that create them into policy decisions, and decisions into
-// admission responses. It talks to no registry or AWS itself: the policy
-// engine and its verifiers do.
-package admission
+// Package workload says which images a Pod spec makes the kubelet pull, and
+// which digests a running Pod actually runs. Admission (pkg/admission) and
+// continuous validation (pkg/audit) both judge what it lists, so the two
+// never disagree about what a Pod pulls.
+package workload
 
 import (
 	"fmt"
