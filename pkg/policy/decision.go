@@ -194,6 +194,12 @@ func (p PolicyResult) message(verb string) string {
 	if p.NotReady != "" {
 		return fmt.Sprintf("%s: the policy is not ready: %s. %s", head, clause(p.NotReady), fmt.Sprintf(hintNotReady, p.Policy))
 	}
+	for _, a := range p.Authorities {
+		if a.Result.Reason == ReasonStaticFail {
+			// A deny-list: the policy's own words say what to do instead.
+			return fmt.Sprintf("%s: %s", head, strings.TrimSpace(a.Result.Cause))
+		}
+	}
 	// Group authorities by cause so that the common case reads as one clause.
 	var names []string
 	causes := map[string][]string{}
