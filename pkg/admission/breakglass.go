@@ -102,10 +102,12 @@ func (j *Judge) recordBreakGlass(ctx context.Context, log logr.Logger, obj clien
 	}
 	req, _ := ctrladmission.RequestFromContext(ctx)
 	dryRun := req.DryRun != nil && *req.DryRun
+	// controller-runtime's request logger already carries namespace, name
+	// (empty for a generated name) and user; these keys do not repeat them.
 	warn(log, "admitted by break-glass",
-		"user", req.UserInfo.Username, "groups", req.UserInfo.Groups,
+		"username", req.UserInfo.Username, "groups", req.UserInfo.Groups,
 		"reason", reason, "policies", policies, "images", refs,
-		"kind", kindName(obj), "namespace", obj.GetNamespace(), "name", obj.GetName(), "dryRun", dryRun)
+		"kind", kindName(obj), "objectName", obj.GetName(), "dryRun", dryRun)
 	if dryRun {
 		return
 	}

@@ -179,8 +179,8 @@ func TestBreakGlassThroughTheWebhook(t *testing.T) {
 			}
 			fields := lines[0].ContextMap()
 			wantFields := map[string]any{
-				"user": "alice", "groups": []any{"oncall", "system:authenticated"}, "reason": reason,
-				"policies": []any{"hotfix"}, "images": []any{hotfixAt}, "dryRun": tt.dryRun, "namespace": "apps",
+				"username": "alice", "groups": []any{"oncall", "system:authenticated"}, "reason": reason,
+				"policies": []any{"hotfix"}, "images": []any{hotfixAt}, "dryRun": tt.dryRun, "objectName": tt.obj.GetName(),
 			}
 			for k, want := range wantFields {
 				if got := fields[k]; fmt.Sprint(got) != fmt.Sprint(want) {
