@@ -91,6 +91,21 @@ func TestBreakGlass(t *testing.T) {
 		if got := h.breakGlassCount(t, "e2e-bg-allows", ns); got != 1 {
 			t.Errorf("signet_break_glass_admissions_total = %v, want 1", got)
 		}
+
+		// A server-side dry run is warned about the same, and not counted
+		// (the count is taken before the webhook answers).
+		warnings = nil
+		dry := pod("hotfix-dry", hotfix)
+		annotate(dry, breakGlassReason)
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, dry, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Fatalf("dry run: %v", err)
+		}
+		if len(warnings) != 1 || warnings[0] != want {
+			t.Errorf("dry-run warnings %q\nwant [%q]", warnings, want)
+		}
+		if got := h.breakGlassCount(t, "e2e-bg-allows", ns); got != 1 {
+			t.Errorf("after a dry run signet_break_glass_admissions_total = %v, want 1", got)
+		}
 	})
 
 	t.Run("a Deployment's Pod template carries the annotation to its Pods", func(t *testing.T) {
@@ -118,9 +133,28 @@ func TestBreakGlass(t *testing.T) {
 		if !strings.HasPrefix(ev.Note, head) || !strings.HasSuffix(ev.Note, tail) {
 			t.Errorf("the Pod's event: %q\nwant %q…%q", ev.Note, head, tail)
 		}
-		h.waitEvent(t, ns, "hotfix-deploy", "Deployment")
+		dev := h.waitEvent(t, ns, "hotfix-deploy", "Deployment")
+		note := fmt.Sprintf(`Admitted by break-glass despite ClusterImagePolicy "e2e-bg-allows", requested by %s with reason %q: image %s (spec.template.spec.containers[0].image).`, user.Username, breakGlassReason, pinned)
+		if dev.Note != note {
+			t.Errorf("the Deployment's event: %q\nwant %q", dev.Note, note)
+		}
 		// The Pod before, then the Deployment, its ReplicaSet and its Pod.
 		waitFor(t, func() bool { return h.breakGlassCount(t, "e2e-bg-allows", ns) == 4 })
+	})
+
+	t.Run("on the Deployment itself the annotation is ignored, with a warning", func(t *testing.T) {
+		warnings = nil
+		d := deployment("own-annotation", hotfix)
+		annotate(d, breakGlassReason)
+		_, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+		want := denial("deployments.validate.signet.dev", fmt.Sprintf(`image %s (spec.template.spec.containers[0].image) denied by ClusterImagePolicy "e2e-bg-allows": %s`, pinned, noSig))
+		if !apierrors.IsForbidden(err) || err.Error() != want {
+			t.Fatalf("got:  %v\nwant: %s", err, want)
+		}
+		ignored := "annotation signet.dev/break-glass on the Deployment itself is ignored: set it in spec.template.metadata.annotations, so the Pods it creates carry it too"
+		if len(warnings) != 1 || warnings[0] != ignored {
+			t.Errorf("warnings %q\nwant [%q]", warnings, ignored)
+		}
 	})
 
 	t.Run("a policy without opt-in ignores the annotation and says so", func(t *testing.T) {
