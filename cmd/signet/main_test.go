@@ -23,8 +23,10 @@ type cliFixture struct {
 	bin, policyFile  string
 	signed, unsigned string // tag references
 	signedDigest     string
+	unsignedDigest   string
 	env              []string
 	repo             string
+	alias            string
 }
 
 func newCLIFixture(t *testing.T) *cliFixture {
@@ -40,12 +42,13 @@ func newCLIFixture(t *testing.T) *cliFixture {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	alias := fmt.Sprintf("alias/signet-cli-%d", os.Getpid())
+	f.alias = alias
 	if err := fixtures.CreateKMSAlias(context.Background(), alias); err != nil {
 		t.Fatal(err)
 	}
 	f.repo = fmt.Sprintf("%s/cli-%d", env.Registry, os.Getpid())
 	f.signed, f.signedDigest = push(t, f.repo+"/app:signed")
-	f.unsigned, _ = push(t, f.repo+"/app:unsigned")
+	f.unsigned, f.unsignedDigest = push(t, f.repo+"/app:unsigned")
 	if err := fixtures.CosignSign(cosignBin, alias, f.repo+"/app@"+f.signedDigest); err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +185,41 @@ func TestCLI(t *testing.T) {
 		if code != 1 || !strings.HasPrefix(out, `DENIED: image 127.0.0.1:1/app:v1 (args[0]) denied: could not resolve tag "v1" to a digest: `) ||
 			!strings.HasSuffix(out, "This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.\n") {
 			t.Fatalf("exit %d: %s", code, out)
+		}
+	})
+	t.Run("break-glass: admitted where the policy allows it, refused where it does not", func(t *testing.T) {
+		allows := filepath.Join(t.TempDir(), "allows.yaml")
+		writeFile(t, allows, mustRead(t, f.policyFile)+"  breakGlass:\n    allowed: true\n")
+		code, out, errOut := f.run(t, "", "verify", "--policy", allows, "--break-glass", "INC-4711: signer down", f.unsigned)
+		cause := fmt.Sprintf(`no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, f.alias)
+		digest := f.unsignedDigest
+		want := fmt.Sprintf("BREAK-GLASS: image %s@%s (args[0]) admitted by break-glass despite ClusterImagePolicy \"cli-test\": %s\n", f.unsigned, digest, cause)
+		if code != 0 || out != want {
+			t.Fatalf("exit %d\nstdout: %s\nwant:   %s\nstderr: %s", code, out, want, errOut)
+		}
+		code, out, _ = f.run(t, "", "verify", "--policy", f.policyFile, "--break-glass", "INC-4711: signer down", f.unsigned)
+		want = fmt.Sprintf("DENIED: image %s@%s (args[0]) denied by ClusterImagePolicy \"cli-test\": %s Break-glass does not apply: ClusterImagePolicy \"cli-test\" does not allow it (spec.breakGlass.allowed is not true).\n", f.unsigned, digest, cause)
+		if code != 1 || out != want {
+			t.Fatalf("exit %d\nstdout: %s\nwant:   %s", code, out, want)
+		}
+	})
+	t.Run("break-glass: a short reason is a usage error", func(t *testing.T) {
+		code, _, errOut := f.run(t, "", "verify", "--policy", f.policyFile, "--break-glass", "hotfix", f.unsigned)
+		want := "signet verify: --break-glass: break-glass reason \"hotfix\" is too short (6 characters, at least 10): say why the images must run unverified, e.g. \"INC-4711: signing service down, hotfix for checkout\"\n"
+		if code != 2 || errOut != want {
+			t.Fatalf("exit %d: %q", code, errOut)
+		}
+	})
+	t.Run("static authorities: pass under no-match deny, fail with the message", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "pass.yaml"), fmt.Sprintf("apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: allow-app}\nspec:\n  images: [{glob: \"%s/app\"}]\n  authorities: [{name: vendor, static: {action: pass}}]\n", f.repo))
+		writeFile(t, filepath.Join(dir, "fail.yaml"), fmt.Sprintf("apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: deny-other}\nspec:\n  images: [{glob: \"%s/other\"}]\n  authorities: [{name: nope, static: {action: fail, message: \"Use %s/app instead.\"}}]\n", f.repo, f.repo))
+		other, otherDigest := push(t, f.repo+"/other:v1")
+		code, out, errOut := f.run(t, "", "verify", "--no-match-policy=deny", "--policy", dir, f.unsigned, other)
+		want := fmt.Sprintf("ADMITTED: image %s@%s (args[0]) admitted by ClusterImagePolicy \"allow-app\" (authority \"vendor\")\n", f.unsigned, f.unsignedDigest) +
+			fmt.Sprintf("DENIED: image %s@%s (args[1]) denied by ClusterImagePolicy \"deny-other\": Use %s/app instead.\n", other, otherDigest, f.repo)
+		if code != 1 || out != want {
+			t.Fatalf("exit %d\nstdout: %s\nwant:   %s\nstderr: %s", code, out, want, errOut)
 		}
 	})
 	t.Run("version", func(t *testing.T) {

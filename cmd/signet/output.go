@@ -47,11 +47,13 @@ type jsonImage struct {
 }
 
 type jsonPolicy struct {
-	Name        string          `json:"name"`
-	Mode        string          `json:"mode"`
-	Satisfied   bool            `json:"satisfied"`
-	AdmittedBy  string          `json:"admittedBy,omitempty"`
-	NotReady    string          `json:"notReady,omitempty"`
+	Name       string `json:"name"`
+	Mode       string `json:"mode"`
+	Satisfied  bool   `json:"satisfied"`
+	AdmittedBy string `json:"admittedBy,omitempty"`
+	NotReady   string `json:"notReady,omitempty"`
+	// BreakGlass: the policy failed and break-glass admitted the image.
+	BreakGlass  bool            `json:"breakGlass,omitempty"`
 	Authorities []jsonAuthority `json:"authorities,omitempty"`
 }
 
@@ -72,7 +74,7 @@ func toJSON(d policy.Decision) jsonDecision {
 			Transient: img.TransientFailure(), Message: img.Message(),
 		}
 		for _, p := range img.Policies {
-			jp := jsonPolicy{Name: p.Policy, Mode: string(p.Mode), Satisfied: p.Satisfied, AdmittedBy: p.SatisfiedBy, NotReady: p.NotReady}
+			jp := jsonPolicy{Name: p.Policy, Mode: string(p.Mode), Satisfied: p.Satisfied, AdmittedBy: p.SatisfiedBy, NotReady: p.NotReady, BreakGlass: p.BrokenGlass}
 			for _, a := range p.Authorities {
 				jp.Authorities = append(jp.Authorities, jsonAuthority{
 					Name: a.Name, Trusts: a.Describe, Reason: string(a.Result.Reason), Cause: a.Result.Cause,

@@ -26,6 +26,10 @@ type verifyOptions struct {
 	awsSignerRoots     string
 	insecureRegistries []string
 	timeout            time.Duration
+	// breakGlass is --break-glass's reason; breakGlassSet tells an empty
+	// reason (refused) from no flag.
+	breakGlass    string
+	breakGlassSet bool
 }
 
 func (o *verifyOptions) bind(fs *flag.FlagSet) {
@@ -44,6 +48,10 @@ func (o *verifyOptions) bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "Time allowed for the whole verification.")
+	fs.Func("break-glass", "Judge as the cluster judges a workload annotated signet.dev/break-glass with this reason (at least 10 characters): images failing only policies that allow break-glass are admitted, with a warning.", func(s string) error {
+		o.breakGlass, o.breakGlassSet = s, true
+		return nil
+	})
 }
 
 func (o *verifyOptions) validate(images []string) error {
@@ -67,6 +75,13 @@ func (o *verifyOptions) validate(images []string) error {
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %s: must be positive", o.timeout))
+	}
+	if o.breakGlassSet {
+		reason, err := policy.BreakGlassReason(o.breakGlass)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--break-glass: %w", err))
+		}
+		o.breakGlass = reason
 	}
 	return errors.Join(errs...)
 }
@@ -115,7 +130,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		Resolver: verifiers.Registry,
 		NoMatch:  o.noMatch,
 	}
-	req := policy.Request{}
+	req := policy.Request{BreakGlass: o.breakGlass}
 	for i, img := range images {
 		req.Images = append(req.Images, policy.ImageRef{Path: fmt.Sprintf("args[%d]", i), Ref: img})
 	}

@@ -151,6 +151,7 @@ func run(args []string) error {
 		VerifyTimeout: opts.verifyTimeout(),
 		PullSecrets:   mgr.GetAPIReader(),
 		Recorder:      metrics,
+		Events:        mgr.GetEventRecorder("signet-webhook"),
 		Ready:         policiesReady(policies),
 	}
 	if opts.DigestPinning && opts.MutatingWebhookConfiguration != "" {

@@ -46,6 +46,9 @@ type Judge struct {
 	Pinning func(Kind) bool
 	// Recorder counts decisions (the metrics package); nil counts nothing.
 	Recorder Recorder
+	// Events records an Event on every object admitted by break-glass;
+	// nil records none.
+	Events EventRecorder
 
 	// keychains shares pull secrets read for one admission with the next
 	// ones from the same namespace and service account.
@@ -57,6 +60,8 @@ type Judge struct {
 type Recorder interface {
 	Decided(policy.Decision)
 	Failed(reason string)
+	// BrokeGlass counts an object admitted by break-glass despite a policy.
+	BrokeGlass(policy, namespace string)
 }
 
 // Reasons Signet could not decide (the metrics' error reasons).
@@ -108,12 +113,19 @@ func (j *Judge) judge(ctx context.Context, obj, old client.Object) (ctrladmissio
 	}
 	log := logf.FromContext(ctx)
 	begin := time.Now()
-	d, err := j.decide(ctx, obj, spec, images)
+	reason, misplaced, err := breakGlassOf(obj)
+	if err != nil {
+		return nil, err // a denial: the request asked for break-glass without a reason
+	}
+	d, err := j.decide(ctx, obj, spec, images, reason)
 	if err != nil {
 		return nil, err
 	}
 	pinned := j.Pinning != nil && j.pinningInstalled(obj)
 	warnings, denials := d.Warnings(), d.Denials()
+	if misplaced != "" {
+		warnings = append(warnings, misplaced)
+	}
 	if d.Allowed() {
 		for _, id := range d.Images {
 			if !enforcedTag(id) {
@@ -128,6 +140,9 @@ func (j *Judge) judge(ctx context.Context, obj, old client.Object) (ctrladmissio
 	}
 	if j.Recorder != nil {
 		j.Recorder.Decided(d)
+	}
+	if broken := d.BreakGlass(); len(broken) > 0 && len(denials) == 0 {
+		j.recordBreakGlass(ctx, log, obj, reason, broken)
 	}
 	log.Info("admission decided", "allowed", len(denials) == 0, "images", len(images), "denied", len(denials), "warned", len(warnings), "duration", time.Since(begin))
 	if len(denials) > 0 {
@@ -150,7 +165,8 @@ func (j *Judge) pinningInstalled(obj client.Object) bool {
 // decide evaluates images of obj within VerifyTimeout. The validators and
 // the pinning webhook both decide through it, with the same engine and
 // verdict cache: whichever runs second is answered from the cache.
-func (j *Judge) decide(ctx context.Context, obj client.Object, spec *corev1.PodSpec, images []policy.ImageRef) (policy.Decision, error) {
+// reason is the object's break-glass reason ("" for none).
+func (j *Judge) decide(ctx context.Context, obj client.Object, spec *corev1.PodSpec, images []policy.ImageRef, reason string) (policy.Decision, error) {
 	ctx, cancel := context.WithTimeout(ctx, j.VerifyTimeout)
 	defer cancel()
 	if j.Ready != nil {
@@ -169,6 +185,7 @@ func (j *Judge) decide(ctx context.Context, obj client.Object, spec *corev1.PodS
 	}
 	return j.Engine.Evaluate(ctx, j.Policies(), policy.Request{
 		Images: images, Object: objCtx, Keychain: pullSecretKeychain(&j.keychains, j.PullSecrets, obj.GetNamespace(), spec),
+		BreakGlass: reason,
 	}), nil
 }
 

@@ -20,8 +20,9 @@ import (
 // failures records Recorder.Failed.
 type failures struct{ reasons []string }
 
-func (f *failures) Decided(policy.Decision) {}
-func (f *failures) Failed(reason string)    { f.reasons = append(f.reasons, reason) }
+func (f *failures) Decided(policy.Decision)   {}
+func (f *failures) Failed(reason string)      { f.reasons = append(f.reasons, reason) }
+func (f *failures) BrokeGlass(string, string) {}
 
 func signed() *digestVerifier { return &digestVerifier{signed: map[string]bool{digestSigned: true}} }
 

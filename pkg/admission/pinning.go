@@ -79,7 +79,13 @@ func (p *Pinner) pins(ctx context.Context, req ctrladmission.Request) (map[strin
 	if len(images) == 0 {
 		return nil, nil
 	}
-	d, err := p.judge.decide(ctx, obj, spec, images)
+	// The validating webhook refuses a bad reason; the pinner pins what
+	// the validator will admit, so a broken glass is pinned too.
+	reason, _, err := breakGlassOf(obj)
+	if err != nil {
+		return nil, err
+	}
+	d, err := p.judge.decide(ctx, obj, spec, images, reason)
 	if err != nil {
 		return nil, err
 	}
@@ -110,12 +116,20 @@ func enforcedTag(id policy.ImageDecision) bool {
 // notPinned denies an enforced tag that digest pinning left unpinned (the
 // pinning webhook timed out, or the tag moved between the two webhooks).
 func notPinned(id policy.ImageDecision) string {
-	return fmt.Sprintf("image %s (%s) is governed by %s and was verified at digest %s, but it arrives named by tag only: Signet's digest-pinning webhook did not pin it, and the tag could point to another digest when the kubelet pulls. Retry, or name the image by digest: %s@%s",
-		id.Image, id.Path, enforcers(id), id.Digest, id.Image, id.Digest)
+	judged := "verified"
+	if id.Verdict == policy.VerdictBreakGlass {
+		judged = "admitted by break-glass"
+	}
+	return fmt.Sprintf("image %s (%s) is governed by %s and was %s at digest %s, but it arrives named by tag only: Signet's digest-pinning webhook did not pin it, and the tag could point to another digest when the kubelet pulls. Retry, or name the image by digest: %s@%s",
+		id.Image, id.Path, enforcers(id), judged, id.Digest, id.Image, id.Digest)
 }
 
 // tagMayMove warns about an enforced tag when digest pinning is off.
 func tagMayMove(id policy.ImageDecision) string {
+	if id.Verdict == policy.VerdictBreakGlass {
+		return fmt.Sprintf("image %s (%s) was admitted by break-glass at digest %s despite %s, but digest pinning is off and the tag can move: the kubelet may later pull another digest. Name the image by digest (%s@%s) or install Signet's digest pinning",
+			id.Image, id.Path, id.Digest, enforcers(id), id.Image, id.Digest)
+	}
 	return fmt.Sprintf("image %s (%s) was verified at digest %s by %s, but digest pinning is off and the tag can move: the kubelet may later pull a digest nobody verified. Name the image by digest (%s@%s) or install Signet's digest pinning",
 		id.Image, id.Path, id.Digest, enforcers(id), id.Image, id.Digest)
 }

@@ -22,6 +22,9 @@ type Policy struct {
 	Mode        v1alpha1.PolicyMode
 	Globs       []*Glob
 	Authorities []Authority
+	// BreakGlass: objects annotated with a break-glass reason are admitted
+	// despite failing this policy (spec.breakGlass.allowed).
+	BreakGlass bool
 
 	namespaceSelector labels.Selector // nil: every namespace
 	objectSelector    labels.Selector // nil: every object
@@ -75,6 +78,7 @@ func Compile(ctx context.Context, cip *v1alpha1.ClusterImagePolicy, newVerifier 
 	if p.Mode == "" {
 		p.Mode = v1alpha1.ModeEnforce
 	}
+	p.BreakGlass = cip.Spec.BreakGlass != nil && cip.Spec.BreakGlass.Allowed
 	var errs field.ErrorList
 	for i, g := range cip.Spec.Images {
 		glob, err := CompileGlob(g.Glob)
@@ -98,6 +102,12 @@ func Compile(ctx context.Context, cip *v1alpha1.ClusterImagePolicy, newVerifier 
 	var unavailable []error
 	for i, a := range cip.Spec.Authorities {
 		path := spec.Child("authorities").Index(i)
+		if a.Static != nil {
+			// Decided here, not by a scheme's factory: the webhook and the
+			// CLI answer static authorities identically, with no I/O.
+			p.Authorities = append(p.Authorities, Authority{Name: a.Name, Verifier: StaticVerifier{Action: a.Static.Action, Message: a.Static.Message}})
+			continue
+		}
 		var secret []byte
 		if a.Key != nil && a.Key.SecretRef != nil {
 			ref := a.Key.SecretRef

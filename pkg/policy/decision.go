@@ -36,11 +36,11 @@ func (d Decision) Allowed() bool {
 func (d Decision) Denials() []string { return d.messages(VerdictDenied) }
 
 // Warnings are what kubectl shows beside the decision: the one-line
-// messages of admitted-with-warning images, then every warning an
-// authority attached to a verification that admitted an image (a
-// revocation check skipped in BestEffort mode).
+// messages of images admitted by break-glass and of admitted-with-warning
+// images, then every warning an authority attached to a verification that
+// admitted an image (a revocation check skipped in BestEffort mode).
 func (d Decision) Warnings() []string {
-	out := d.messages(VerdictWarned)
+	out := append(d.messages(VerdictBreakGlass), d.messages(VerdictWarned)...)
 	for _, i := range d.Images {
 		out = append(out, i.VerifierWarnings()...)
 	}
@@ -105,7 +105,7 @@ func (i ImageDecision) Enforcers() []string {
 		if p.Mode != v1alpha1.ModeEnforce {
 			continue
 		}
-		if !p.Satisfied {
+		if !p.Satisfied && !p.BrokenGlass {
 			return nil
 		}
 		names = append(names, p.Policy)
@@ -121,6 +121,12 @@ type PolicyResult struct {
 	SatisfiedBy string // the authority that verified it
 	NotReady    string // why the policy could not be enforced
 	Authorities []AuthorityResult
+	// BrokenGlass: the policy failed and allows break-glass, and the
+	// request gave a reason: it does not stop the image.
+	BrokenGlass bool
+	// BreakGlassRefused: the policy failed and the request gave a
+	// break-glass reason, but the policy does not allow break-glass.
+	BreakGlassRefused bool
 }
 
 // AuthorityResult is one authority's verification.
@@ -169,7 +175,9 @@ func (i ImageDecision) Message() string {
 	}
 	var parts []string
 	for _, p := range i.Policies {
-		if p.Satisfied {
+		if p.Satisfied || p.BrokenGlass && i.Verdict == VerdictDenied {
+			// A denial names what denied it: the policies break-glass
+			// overrode are named once nothing else stops the image.
 			continue
 		}
 		parts = append(parts, p.message(verb(i.Verdict)))
@@ -178,21 +186,45 @@ func (i ImageDecision) Message() string {
 }
 
 func verb(v Verdict) string {
-	if v == VerdictWarned {
+	switch v {
+	case VerdictWarned:
 		return "would be denied (Warn mode)"
+	case VerdictBreakGlass:
+		return "admitted by break-glass"
 	}
 	return "denied"
 }
 
+// breakGlassRefused ends the denial by a policy that does not allow
+// break-glass, when the request asked for it.
+const breakGlassRefused = " Break-glass does not apply: ClusterImagePolicy %q does not allow it (spec.breakGlass.allowed is not true)."
+
 // message: `by ClusterImagePolicy "prod": no signature from authority
 // "ci-kms" (awskms:///alias/cosign): no signature found. Sign …`
 func (p PolicyResult) message(verb string) string {
+	msg := p.failure(verb)
+	if p.BreakGlassRefused {
+		msg += fmt.Sprintf(breakGlassRefused, p.Policy)
+	}
+	return msg
+}
+
+func (p PolicyResult) failure(verb string) string {
 	head := fmt.Sprintf("%s by ClusterImagePolicy %q", verb, p.Policy)
-	if verb != "denied" && p.Mode == v1alpha1.ModeWarn {
+	switch {
+	case p.BrokenGlass:
+		head = fmt.Sprintf("admitted by break-glass despite ClusterImagePolicy %q", p.Policy)
+	case verb != "denied" && p.Mode == v1alpha1.ModeWarn:
 		head = fmt.Sprintf("would be denied by ClusterImagePolicy %q (Warn mode)", p.Policy)
 	}
 	if p.NotReady != "" {
 		return fmt.Sprintf("%s: the policy is not ready: %s. %s", head, clause(p.NotReady), fmt.Sprintf(hintNotReady, p.Policy))
+	}
+	for _, a := range p.Authorities {
+		if a.Result.Reason == ReasonStaticFail {
+			// A deny-list: the policy's own words say what to do instead.
+			return fmt.Sprintf("%s: %s", head, strings.TrimSpace(a.Result.Cause))
+		}
 	}
 	// Group authorities by cause so that the common case reads as one clause.
 	var names []string

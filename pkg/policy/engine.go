@@ -76,6 +76,9 @@ type Request struct {
 	Object ObjectContext
 	// Keychain adds request credentials (a Pod's pull secrets).
 	Keychain authn.Keychain
+	// BreakGlass is the request's break-glass reason, checked with
+	// BreakGlassReason; "" when it gave none.
+	BreakGlass string
 }
 
 // Evaluate decides every image of req under policies. Identical image
@@ -163,13 +166,14 @@ func (e *Engine) evaluateImage(ctx context.Context, policies []*Policy, ref stri
 	for _, p := range governing {
 		id.Policies = append(id.Policies, e.evaluatePolicy(ctx, p, img))
 	}
+	applyBreakGlass(id.Policies, governing, req.BreakGlass)
 	var failed []PolicyResult
 	for _, pr := range id.Policies {
-		if !pr.Satisfied {
+		if !pr.Satisfied && !pr.BrokenGlass {
 			failed = append(failed, pr)
 		}
 	}
-	id.Verdict = verdictOf(failed)
+	id.Verdict = withBreakGlass(verdictOf(failed), id.Policies)
 	return id
 }
 

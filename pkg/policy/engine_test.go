@@ -121,6 +121,8 @@ func TestEvaluate(t *testing.T) {
 	kmsOnly := cip("kms-only", v1alpha1.ModeEnforce, []string{reg + "/prod/**"}, kmsAuth("ci-kms", "awskms:///alias/cosign"))
 	warnOther := cip("rollout", v1alpha1.ModeWarn, []string{reg + "/**"}, kmsAuth("other", "awskms:///alias/other"))
 	notReady := cip("broken", v1alpha1.ModeEnforce, []string{reg + "/prod/**"}, kmsAuth("down", "awskms:///alias/down"))
+	allowAddons := cip("addons", v1alpha1.ModeEnforce, []string{reg + "/addons/**"}, v1alpha1.Authority{Name: "aws", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass}})
+	denyHub := cip("no-hub", v1alpha1.ModeEnforce, []string{"index.docker.io/**"}, v1alpha1.Authority{Name: "hub", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticFail, Message: "Docker Hub images are not allowed: use " + reg + "/hub/ instead."}})
 
 	tests := []struct {
 		name     string
@@ -187,6 +189,16 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "no match deny", noMatch: NoMatchDeny, image: "nginx", verdict: VerdictDenied,
 			message: `image nginx (spec.containers[0].image) is not governed by any ClusterImagePolicy. No ClusterImagePolicy governs this image and unmatched images are denied: add a policy whose images cover it.`,
+		},
+		{
+			name: "static pass governs under no match deny", noMatch: NoMatchDeny, policies: []*v1alpha1.ClusterImagePolicy{allowAddons},
+			image: reg + "/addons/cni@" + dB, verdict: VerdictAdmitted, digest: dB,
+			message: `image reg.example.com/addons/cni@` + dB + ` (spec.containers[0].image) admitted by ClusterImagePolicy "addons" (authority "aws")`,
+		},
+		{
+			name: "static fail denies with the policy's message", policies: []*v1alpha1.ClusterImagePolicy{denyHub},
+			image: "nginx@" + dA, verdict: VerdictDenied, digest: dA,
+			message: `image nginx@` + dA + ` (spec.containers[0].image) denied by ClusterImagePolicy "no-hub": Docker Hub images are not allowed: use reg.example.com/hub/ instead.`,
 		},
 		{
 			name: "bad reference", image: "Reg.example.com/App", verdict: VerdictDenied,

@@ -54,6 +54,7 @@ type Metrics struct {
 	registryTotal   atomic.Uint64 // every registry request, for RegistryRequests
 	decisions       *prometheus.CounterVec
 	failures        *prometheus.CounterVec
+	breakGlass      *prometheus.CounterVec
 	verifications   *prometheus.HistogramVec
 	registryCalls   *prometheus.CounterVec
 	registryLatency *prometheus.HistogramVec
@@ -69,12 +70,16 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		reg: reg,
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_admission_decisions_total",
-			Help: "Image decisions of admission requests: one per image and governing policy, with the policy's result (admitted, warned, denied) and mode (Enforce, Warn); images no policy governs count once with policy=\"\" and mode=\"NoMatch\", images whose reference does not parse with policy=\"\" and mode=\"\".",
+			Help: "Image decisions of admission requests: one per image and governing policy, with the policy's result (admitted, warned, denied, break-glass: failed but overridden by break-glass) and mode (Enforce, Warn); images no policy governs count once with policy=\"\" and mode=\"NoMatch\", images whose reference does not parse with policy=\"\" and mode=\"\".",
 		}, []string{"result", "mode", "policy"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_admission_errors_total",
 			Help: "Admission requests Signet could not decide because Signet itself failed (answered 503, not counted as denials), by reason: not_ready (policies not compiled yet), namespace_read (namespace labels unreadable).",
 		}, []string{"reason"}),
+		breakGlass: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signet_break_glass_admissions_total",
+			Help: "Objects admitted by break-glass (the signet.dev/break-glass annotation) despite failing a ClusterImagePolicy that allows it, by policy and namespace; a workload and each Pod it creates count once each. Dry runs are not counted.",
+		}, []string{"policy", "namespace"}),
 		verifications: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "signet_verification_duration_seconds",
 			Help:    "Time an admission waited for one authority's verification, by signature scheme (cosign, awssigner) and how the verdict cache answered (hit; miss: this request verified; shared: joined a verification in flight).",
@@ -100,7 +105,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"service", "operation"}),
 		hosts: boundedLabel{max: MaxHosts, other: HostOther},
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.failures, m.verifications, m.registryCalls, m.registryLatency, m.awsCalls, m.awsLatency} {
+	for _, c := range []prometheus.Collector{m.decisions, m.failures, m.breakGlass, m.verifications, m.registryCalls, m.registryLatency, m.awsCalls, m.awsLatency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -155,12 +160,20 @@ func (m *Metrics) Decided(d policy.Decision) {
 // Failed counts a request Signet could not decide (admission.Recorder).
 func (m *Metrics) Failed(reason string) { m.failures.WithLabelValues(reason).Inc() }
 
+// BrokeGlass counts an object admitted by break-glass despite a policy
+// (admission.Recorder).
+func (m *Metrics) BrokeGlass(policy, namespace string) {
+	m.breakGlass.WithLabelValues(policy, namespace).Inc()
+}
+
 // policyVerdict is what one policy decided for an image, whatever the
 // other governing policies decided.
 func policyVerdict(p policy.PolicyResult) policy.Verdict {
 	switch {
 	case p.Satisfied:
 		return policy.VerdictAdmitted
+	case p.BrokenGlass:
+		return policy.VerdictBreakGlass
 	case p.Mode == v1alpha1.ModeWarn:
 		return policy.VerdictWarned
 	}

@@ -292,3 +292,25 @@ func diffSamples(got, want map[string]float64) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
+
+func TestBreakGlassIsCountedByPolicyAndNamespace(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.BrokeGlass("prod", "team-a")
+	m.BrokeGlass("prod", "team-a")
+	m.BrokeGlass("prod", "team-b")
+	broken := policy.Decision{Images: []policy.ImageDecision{{Verdict: policy.VerdictBreakGlass, Policies: []policy.PolicyResult{{Policy: "prod", Mode: v1alpha1.ModeEnforce, BrokenGlass: true}}}}}
+	m.Decided(broken)
+	want := map[string]float64{
+		`signet_break_glass_admissions_total{namespace="team-a",policy="prod"}`:               2,
+		`signet_break_glass_admissions_total{namespace="team-b",policy="prod"}`:               1,
+		`signet_admission_decisions_total{mode="Enforce",policy="prod",result="break-glass"}`: 1,
+	}
+	got := gather(t, reg)
+	if diff := diffSamples(got, want); diff != "" {
+		t.Fatal(diff)
+	}
+}

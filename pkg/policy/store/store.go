@@ -111,7 +111,7 @@ func (s *Store) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	s.publish(cip.Name, p)
 
 	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonCompiled,
-		Message: fmt.Sprintf("enforcing %d image globs with %d authorities", len(p.Globs), len(p.Authorities)), ObservedGeneration: cip.Generation}
+		Message: readyMessage(p), ObservedGeneration: cip.Generation}
 	result := ctrl.Result{RequeueAfter: resyncSecretsAndKeyRotation}
 	switch {
 	case len(errs) > 0:
@@ -124,6 +124,19 @@ func (s *Store) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	}
 	log.Info("policy compiled", "generation", cip.Generation, "ready", cond.Status, "reason", cond.Reason)
 	return result, s.setReady(ctx, cip, cond)
+}
+
+// readyMessage says what a Ready policy enforces: an allow-list of static
+// pass authorities says it checks no signature.
+func readyMessage(p *policy.Policy) string {
+	msg := fmt.Sprintf("enforcing %d image globs with %d authorities", len(p.Globs), len(p.Authorities))
+	if p.Passes() {
+		msg = fmt.Sprintf("admitting the images of %d image globs without a signature: every authority is static pass", len(p.Globs))
+	}
+	if p.BreakGlass {
+		msg += "; break-glass allowed (signet.dev/break-glass annotation)"
+	}
+	return msg
 }
 
 func (s *Store) setReady(ctx context.Context, cip *v1alpha1.ClusterImagePolicy, cond metav1.Condition) error {

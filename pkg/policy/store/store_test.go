@@ -237,3 +237,25 @@ func TestSyncedWaitsForEveryPolicyAtItsGeneration(t *testing.T) {
 		t.Fatalf("Synced with a new generation of a = %v", err)
 	}
 }
+
+func TestReadyMessageSaysWhatThePolicyEnforces(t *testing.T) {
+	pass := v1alpha1.Authority{Name: "addons", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass}}
+	key := v1alpha1.Authority{Name: "ci", Key: &v1alpha1.KeyAuthority{Data: "k"}}
+	allPass := cip("all-pass", "")
+	allPass.Spec.Authorities = []v1alpha1.Authority{pass}
+	mixed := cip("mixed", "")
+	mixed.Spec.Authorities = []v1alpha1.Authority{pass, key}
+	breakGlass := cip("break-glass", "k")
+	breakGlass.Spec.BreakGlass = &v1alpha1.BreakGlass{Allowed: true}
+	f := newFixture(t, allPass, mixed, breakGlass)
+	for name, want := range map[string]string{
+		"all-pass":    "admitting the images of 1 image globs without a signature: every authority is static pass",
+		"mixed":       "enforcing 1 image globs with 2 authorities",
+		"break-glass": "enforcing 1 image globs with 1 authorities; break-glass allowed (signet.dev/break-glass annotation)",
+	} {
+		f.reconcile(t, name)
+		if c := f.ready(t, name); c.Status != metav1.ConditionTrue || c.Message != want {
+			t.Errorf("%s: Ready = %s %q, want True %q", name, c.Status, c.Message, want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ type ClusterImagePolicySpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
 	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.name == a.name))",message="authority names must be unique within a policy: rename the duplicate"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(a, has(a.static) && a.static.action == 'fail') || size(self) == 1",message="a static fail authority denies every image the policy governs: make it the policy's only authority"
 	Authorities []Authority `json:"authorities"`
 
 	// Mode is Enforce (deny images that fail the policy) or Warn (admit
@@ -62,6 +63,34 @@ type ClusterImagePolicySpec struct {
 	// Match narrows the objects this policy applies to. Empty: all.
 	// +optional
 	Match *PolicyMatch `json:"match,omitempty"`
+
+	// BreakGlass lets workloads that fail this policy be admitted in an
+	// emergency. Unset: never; the signet.dev/break-glass annotation is
+	// ignored and denials say so.
+	// +optional
+	BreakGlass *BreakGlass `json:"breakGlass,omitempty"`
+}
+
+// BreakGlassAnnotation, set on a Pod (or on a workload's Pod template, so
+// every Pod it creates carries it) to a reason of at least
+// MinBreakGlassReason characters, admits images that fail policies which
+// allow break-glass. Each such admission is recorded: a warning to the
+// client, an Event on the object, a warning log line with the requesting
+// user, and the signet_break_glass_admissions_total metric.
+const BreakGlassAnnotation = "signet.dev/break-glass"
+
+// MinBreakGlassReason is the shortest break-glass reason accepted.
+const MinBreakGlassReason = 10
+
+// BreakGlass is a policy's emergency exit.
+type BreakGlass struct {
+	// Allowed admits objects annotated signet.dev/break-glass with a
+	// reason (at least 10 characters, e.g. "INC-4711: signing service
+	// down") despite failing this policy. Anyone allowed to create the
+	// workload can then use it: restrict who may set the annotation with
+	// RBAC or a ValidatingAdmissionPolicy (docs/break-glass.md).
+	// +required
+	Allowed bool `json:"allowed"`
 }
 
 // ImageGlob is one image glob.
@@ -77,9 +106,10 @@ type ImageGlob struct {
 	Glob string `json:"glob"`
 }
 
-// Authority is one trusted signer: a cosign key (key) or AWS Signer
-// signing profiles (signer). Exactly one of the two is set.
-// +kubebuilder:validation:XValidation:rule="has(self.key) != has(self.signer)",message="set exactly one of key (a cosign key: kms, data or secretRef) or signer (AWS Signer signing profiles)"
+// Authority is one trusted signer: a cosign key (key), AWS Signer
+// signing profiles (signer), or a static answer (static) that needs no
+// signature. Exactly one of the three is set.
+// +kubebuilder:validation:XValidation:rule="(has(self.key) ? 1 : 0) + (has(self.signer) ? 1 : 0) + (has(self.static) ? 1 : 0) == 1",message="set exactly one of key (a cosign key: kms, data or secretRef), signer (AWS Signer signing profiles) or static (pass or fail without a signature)"
 type Authority struct {
 	// Name identifies the authority in denials and metrics; a DNS label,
 	// unique within the policy.
@@ -95,6 +125,37 @@ type Authority struct {
 	// Signer trusts AWS Signer (Notation) signatures from signing profiles.
 	// +optional
 	Signer *SignerAuthority `json:"signer,omitempty"`
+
+	// Static decides without a signature: pass is an allow-list (the
+	// images count as governed, also under --no-match-policy=deny), fail
+	// a deny-list that denies them with its message.
+	// +optional
+	Static *StaticAuthority `json:"static,omitempty"`
+}
+
+// StaticAction is what a static authority answers.
+// +kubebuilder:validation:Enum=pass;fail
+type StaticAction string
+
+// Static actions.
+const (
+	StaticPass StaticAction = "pass"
+	StaticFail StaticAction = "fail"
+)
+
+// StaticAuthority passes or fails every image the policy governs.
+// +kubebuilder:validation:XValidation:rule="self.action == 'fail' ? has(self.message) : !has(self.message)",message="a static fail authority needs a message telling users what to do instead (e.g. where to get images); pass takes no message"
+type StaticAuthority struct {
+	// Action is pass (admit with no signature) or fail (deny).
+	// +required
+	Action StaticAction `json:"action"`
+
+	// Message is the denial users read for fail, e.g. "Docker Hub images
+	// are not allowed: use 123456789012.dkr.ecr.us-east-1.amazonaws.com/hub/...".
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
 }
 
 // KeyAuthority is a cosign verification key. Exactly one of kms, data or

@@ -156,6 +156,12 @@ func TestValidShapesAreAccepted(t *testing.T) {
 		"63-character name":  withAuthority(v1alpha1.Authority{Name: strings.Repeat("a", 63), Key: &v1alpha1.KeyAuthority{KMS: "awskms:///alias/x"}}),
 		"glob with port":     withGlob("localhost:5000/team/*"),
 		"short glob":         withGlob("nginx"),
+		"static pass":        withAuthority(v1alpha1.Authority{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass}}),
+		"static fail":        withAuthority(v1alpha1.Authority{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticFail, Message: "use the mirror"}}),
+		"static pass and key": func(s *v1alpha1.ClusterImagePolicySpec) {
+			s.Authorities = []v1alpha1.Authority{{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass}}, {Name: "b", Key: &v1alpha1.KeyAuthority{KMS: "awskms:///alias/x"}}}
+		},
+		"break-glass allowed": func(s *v1alpha1.ClusterImagePolicySpec) { s.BreakGlass = &v1alpha1.BreakGlass{Allowed: true} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := c.Create(t.Context(), policy(mutate), client.DryRunAll); err != nil {
@@ -178,7 +184,9 @@ func TestInvalidShapesAreRejected(t *testing.T) {
 	secretRef := &v1alpha1.SecretKeyReference{Name: "s", Namespace: "n", Key: "k"}
 	const pem = "-----BEGIN PUBLIC KEY-----"
 
-	const oneOfKeySigner = `spec.authorities[0]: Invalid value: set exactly one of key (a cosign key: kms, data or secretRef) or signer (AWS Signer signing profiles)`
+	const oneOfKeySigner = `spec.authorities[0]: Invalid value: set exactly one of key (a cosign key: kms, data or secretRef), signer (AWS Signer signing profiles) or static (pass or fail without a signature)`
+	const staticMessage = `spec.authorities[0].static: Invalid value: a static fail authority needs a message telling users what to do instead (e.g. where to get images); pass takes no message`
+	pass := &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass}
 	const oneOfKey = `spec.authorities[0].key: Invalid value: set exactly one of kms (an awskms:// key URI), data (a PEM public key) or secretRef (a Secret holding one)`
 	badKMS := func(v string) string {
 		return `spec.authorities[0].key.kms: Invalid value: "` + v + `": kms must be an AWS KMS key URI: awskms:///KEY_ID, awskms:///alias/NAME or awskms:///arn:aws:kms:REGION:ACCOUNT:key/KEY_ID`
@@ -201,6 +209,17 @@ func TestInvalidShapesAreRejected(t *testing.T) {
 		// Authority: exactly one of key | signer.
 		{"key and signer", withAuthority(v1alpha1.Authority{Name: "a", Key: kms, Signer: signer}), oneOfKeySigner},
 		{"neither key nor signer", withAuthority(v1alpha1.Authority{Name: "a"}), oneOfKeySigner},
+		{"static and key", withAuthority(v1alpha1.Authority{Name: "a", Key: kms, Static: pass}), oneOfKeySigner},
+		{"static and signer", withAuthority(v1alpha1.Authority{Name: "a", Signer: signer, Static: pass}), oneOfKeySigner},
+
+		// Static authorities.
+		{"static fail without message", withAuthority(v1alpha1.Authority{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticFail}}), staticMessage},
+		{"static pass with message", withAuthority(v1alpha1.Authority{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass, Message: "m"}}), staticMessage},
+		{"static fail beside a key", func(s *v1alpha1.ClusterImagePolicySpec) {
+			s.Authorities = []v1alpha1.Authority{{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticFail, Message: "m"}}, {Name: "b", Key: kms}}
+		}, `spec.authorities: Invalid value: a static fail authority denies every image the policy governs: make it the policy's only authority`},
+		{"bad static action", withAuthority(v1alpha1.Authority{Name: "a", Static: &v1alpha1.StaticAuthority{Action: "allow"}}),
+			`[spec.authorities[0].static.action: Unsupported value: "allow": supported values: "pass", "fail"` + celSkipped},
 
 		// Key: exactly one of kms | data | secretRef.
 		{"kms and data", withAuthority(v1alpha1.Authority{Name: "a", Key: &v1alpha1.KeyAuthority{KMS: kms.KMS, Data: pem}}), oneOfKey},
