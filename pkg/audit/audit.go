@@ -20,6 +20,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/signet-dev/signet/pkg/policy"
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 	"github.com/signet-dev/signet/pkg/workload"
 )
 
@@ -123,8 +124,14 @@ func (a *Auditor) evaluate(ctx context.Context, policies []*policy.Policy, pod *
 	if a.Keychain != nil {
 		req.Keychain = a.Keychain(ctx, pod)
 	}
+	// A Pod admitted by break-glass runs images that fail their policies:
+	// judged with its reason, they are reported as break-glass, not as
+	// violations, and stay visible until the Pod is replaced.
+	if raw, ok := pod.Annotations[v1alpha1.BreakGlassAnnotation]; ok {
+		req.BreakGlass, _ = policy.BreakGlassReason(raw)
+	}
 	d := a.Engine.Evaluate(ctx, policies, req)
-	pr := PodReport{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, AuditOnly: a.Exempt[pod.Namespace]}
+	pr := PodReport{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, AuditOnly: a.Exempt[pod.Namespace], BreakGlass: req.BreakGlass}
 	for i, r := range running {
 		id := d.Images[i]
 		pr.Images = append(pr.Images, ImageReport{RunningImage: r, Decision: id, State: stateOf(id)})

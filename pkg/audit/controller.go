@@ -22,9 +22,10 @@ import (
 
 // Event reasons continuous validation records on Pods.
 const (
-	ReasonNotAdmissible = "ImageNotAdmissible" // Warning: an image stopped being admissible
-	ReasonUnverifiable  = "ImageUnverifiable"  // Warning: an image could not be checked
-	ReasonAdmissible    = "ImageAdmissible"    // Normal: an image is admissible again
+	ReasonNotAdmissible = "ImageNotAdmissible"    // Warning: an image stopped being admissible
+	ReasonUnverifiable  = "ImageUnverifiable"     // Warning: an image could not be checked
+	ReasonAdmissible    = "ImageAdmissible"       // Normal: an image is admissible again
+	ReasonBreakGlass    = "ImageRunsByBreakGlass" // Warning: an image fails its policy and runs by break-glass
 )
 
 // Controller runs the Auditor every Interval on one replica (the holder of
@@ -155,11 +156,16 @@ func (c *Controller) recordEvents(rep *Report) {
 			if p.AuditOnly {
 				msg = "audit-only (exempt namespace): " + msg
 			}
+			if state == StateBreakGlass {
+				msg = fmt.Sprintf("runs by break-glass (reason %q): %s Replace the Pod with one whose images verify.", p.BreakGlass, msg)
+			}
 			switch state {
 			case StateViolation:
 				c.Events.Eventf(pod, nil, corev1.EventTypeWarning, ReasonNotAdmissible, "Audit", "%s", clipNote(msg))
 			case StateUnverifiable:
 				c.Events.Eventf(pod, nil, corev1.EventTypeWarning, ReasonUnverifiable, "Audit", "%s", clipNote(msg))
+			case StateBreakGlass:
+				c.Events.Eventf(pod, nil, corev1.EventTypeWarning, ReasonBreakGlass, "Audit", "%s", clipNote(msg))
 			case StateVerified:
 				c.Events.Eventf(pod, nil, corev1.EventTypeNormal, ReasonAdmissible, "Audit", "%s", clipNote(msg))
 			}
@@ -209,11 +215,12 @@ func (c *Controller) writeStatus(ctx context.Context, rep *Report) error {
 	for _, name := range names {
 		n := counts[name]
 		running := v1alpha1.RunningImages{
-			Verified: n[StateVerified], Violations: n[StateViolation], Unverifiable: n[StateUnverifiable],
+			Verified: n[StateVerified], Violations: n[StateViolation], Unverifiable: n[StateUnverifiable], BreakGlass: n[StateBreakGlass],
 			LastEvaluated: metav1.NewTime(rep.Started.Add(rep.Duration).UTC().Truncate(time.Second)),
 		}
 		if last, ok := c.written[name]; ok && last.Verified == running.Verified && last.Violations == running.Violations &&
-			last.Unverifiable == running.Unverifiable && running.LastEvaluated.Sub(last.LastEvaluated.Time) < statusRefresh {
+			last.Unverifiable == running.Unverifiable && last.BreakGlass == running.BreakGlass &&
+			running.LastEvaluated.Sub(last.LastEvaluated.Time) < statusRefresh {
 			continue
 		}
 		body, err := json.Marshal(map[string]any{"status": map[string]any{"running": running}})

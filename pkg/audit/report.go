@@ -20,6 +20,10 @@ const (
 	StateUngoverned   State = "ungoverned"   // no policy governs it, and the no-match policy admits it
 	StateViolation    State = "violation"    // admission would refuse it now (or warn, for Warn-mode policies)
 	StateUnverifiable State = "unverifiable" // it could not be checked: a transient registry or AWS failure
+	// StateBreakGlass: it fails an Enforce policy and runs because its Pod
+	// carries a break-glass reason the policy allows. Reported until the
+	// Pod is replaced by one whose images verify.
+	StateBreakGlass State = "break-glass"
 )
 
 // Report is one evaluation of the running Pods.
@@ -41,7 +45,10 @@ type PodReport struct {
 	// AuditOnly: the namespace is exempt, so admission never judged this
 	// Pod; it is reported, not enforced.
 	AuditOnly bool
-	Images    []ImageReport
+	// BreakGlass is the Pod's break-glass reason (signet.dev/break-glass),
+	// "" when it has none (or one admission would refuse).
+	BreakGlass string
+	Images     []ImageReport
 }
 
 // ImageReport is one image of a Pod, judged at the digest it runs.
@@ -73,6 +80,8 @@ func stateOf(d policy.ImageDecision) State {
 		return StateUngoverned
 	case d.NoMatch:
 		return StateViolation
+	case d.Verdict == policy.VerdictBreakGlass:
+		return StateBreakGlass
 	case d.Verdict == policy.VerdictAdmitted:
 		return StateVerified
 	case d.Transient:
@@ -105,6 +114,8 @@ func policyState(p policy.PolicyResult) State {
 	switch {
 	case p.Satisfied:
 		return StateVerified
+	case p.BrokenGlass:
+		return StateBreakGlass
 	case policyTransient(p):
 		return StateUnverifiable
 	}

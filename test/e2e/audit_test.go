@@ -68,6 +68,9 @@ func TestContinuousValidation(t *testing.T) {
 	badExempt := mustCreate(exempt, pod("unsigned", unsigned))
 	unreachable := mustCreate(ns, pod("unreachable", "127.0.0.1:1/audit/app@sha256:"+strings.Repeat("0", 64)))
 	signerPod := mustCreate(ns, pod("signer", revoked))
+	brokenGlass := pod("break-glass", h.repo+"/audit-bg@"+unsignedBGDigest(t, h))
+	brokenGlass.Annotations = map[string]string{v1alpha1.BreakGlassAnnotation: "INC-4711: signing service down"}
+	brokenGlass = mustCreate(ns, brokenGlass)
 
 	// The policies come after the Pods.
 	h.policy(t, labelled(h.kmsPolicy("e2e-audit", h.repo+"/audit", h.alias, v1alpha1.ModeEnforce)), metav1.ConditionTrue)
@@ -79,6 +82,10 @@ func TestContinuousValidation(t *testing.T) {
 			Authorities: []v1alpha1.Authority{{Name: "aws-signer", Signer: &v1alpha1.SignerAuthority{Profiles: []string{auditProfile}}}},
 		},
 	}), metav1.ConditionTrue)
+
+	bg := labelled(h.kmsPolicy("e2e-audit-breakglass", h.repo+"/audit-bg", h.alias, v1alpha1.ModeEnforce))
+	bg.Spec.BreakGlass = &v1alpha1.BreakGlass{Allowed: true}
+	h.policy(t, bg, metav1.ConditionTrue)
 
 	lease := fmt.Sprintf("signet-e2e-audit-%d", pid)
 	flags := []string{
@@ -108,26 +115,30 @@ func TestContinuousValidation(t *testing.T) {
 
 	wantNote := fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-audit": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias)
 	t.Run("an unsigned Pod started without the webhook gets one Warning Event", func(t *testing.T) {
-		h.waitEvent(t, bad, "Warning", "ImageNotAdmissible", wantNote)
+		h.expectAuditEvent(t, bad, "Warning", "ImageNotAdmissible", wantNote)
 	})
 	t.Run("an exempt namespace is reported as audit-only", func(t *testing.T) {
-		h.waitEvent(t, badExempt, "Warning", "ImageNotAdmissible", "audit-only (exempt namespace): "+wantNote)
+		h.expectAuditEvent(t, badExempt, "Warning", "ImageNotAdmissible", "audit-only (exempt namespace): "+wantNote)
 	})
 	t.Run("an unreachable registry is unverifiable, not a violation", func(t *testing.T) {
-		e := h.waitEventReason(t, unreachable, "ImageUnverifiable")
+		e := h.waitEvent(t, ns, "Pod", unreachable.Name, "ImageUnverifiable")
 		if e.Type != "Warning" || !strings.Contains(e.Note, "127.0.0.1:1") || !strings.Contains(e.Note, "This is a transient failure") {
 			t.Fatalf("event %s %q", e.Type, e.Note)
 		}
 	})
+	t.Run("a Pod admitted by break-glass stays visible", func(t *testing.T) {
+		h.expectAuditEvent(t, brokenGlass, "Warning", "ImageRunsByBreakGlass", fmt.Sprintf(`runs by break-glass (reason "INC-4711: signing service down"): image %s (spec.containers[0].image) admitted by break-glass despite ClusterImagePolicy "e2e-audit-breakglass": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities. Replace the Pod with one whose images verify.`, brokenGlass.Spec.Containers[0].Image, h.alias))
+	})
 	t.Run("ClusterImagePolicy status counts what runs", func(t *testing.T) {
-		for name, want := range map[string][3]int32{"e2e-audit": {1, 2, 0}, "e2e-audit-unreachable": {0, 0, 1}, "e2e-audit-signer": {1, 0, 0}} {
+		// verified, violations, unverifiable, break-glass
+		for name, want := range map[string][4]int32{"e2e-audit": {1, 2, 0, 0}, "e2e-audit-unreachable": {0, 0, 1, 0}, "e2e-audit-signer": {1, 0, 0, 0}, "e2e-audit-breakglass": {0, 0, 0, 1}} {
 			waitFor(t, func() bool {
 				got := &v1alpha1.ClusterImagePolicy{}
 				if err := h.c.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
 					t.Fatal(err)
 				}
 				r := got.Status.Running
-				return r != nil && [3]int32{r.Verified, r.Violations, r.Unverifiable} == want && !r.LastEvaluated.IsZero()
+				return r != nil && [4]int32{r.Verified, r.Violations, r.Unverifiable, r.BreakGlass} == want && !r.LastEvaluated.IsZero()
 			})
 		}
 	})
@@ -148,15 +159,21 @@ func TestContinuousValidation(t *testing.T) {
 	})
 	t.Run("a signing job revoked after admission is reported on a later cycle", func(t *testing.T) {
 		signer.RevokeJob(auditJob)
-		h.waitEvent(t, signerPod, "Warning", "ImageNotAdmissible", fmt.Sprintf(`image %s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-audit-signer": no valid signature from authority "aws-signer" (signer profile %s): revoked in AWS Signer: signing job %s. The signature was revoked: deploy an image signed by a signing job that was not revoked.`, revoked, auditProfile, auditJob))
+		h.expectAuditEvent(t, signerPod, "Warning", "ImageNotAdmissible", fmt.Sprintf(`image %s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-audit-signer": no valid signature from authority "aws-signer" (signer profile %s): revoked in AWS Signer: signing job %s. The signature was revoked: deploy an image signed by a signing job that was not revoked.`, revoked, auditProfile, auditJob))
 	})
 	t.Run("an Event per change, not per cycle", func(t *testing.T) {
 		start := metric(t, leader, "signet_audit_cycle_duration_seconds_count")
 		waitFor(t, func() bool { return metric(t, leader, "signet_audit_cycle_duration_seconds_count") >= start+3 })
-		if n := len(h.events(t, bad, "ImageNotAdmissible")); n != 1 {
+		if n := len(h.events(t, ns, "Pod", bad.Name, "ImageNotAdmissible")); n != 1 {
 			t.Fatalf("%d ImageNotAdmissible Events after more cycles, want 1", n)
 		}
 	})
+}
+
+// unsignedBGDigest pushes an unsigned image for the break-glass case.
+func unsignedBGDigest(t *testing.T, h *harness) string {
+	_, digest := h.push(t, "audit-bg:v1")
+	return digest
 }
 
 const (
@@ -203,37 +220,40 @@ func (h *harness) signerSigned(t *testing.T, chain *signerpki.Chain, repoTag, pr
 	return r.String()
 }
 
-// events lists the events.k8s.io Events about p with reason.
-func (h *harness) events(t *testing.T, p *corev1.Pod, reason string) []eventsv1.Event {
+// events lists the events.k8s.io Events with reason regarding kind/name in ns.
+func (h *harness) events(t *testing.T, ns, kind, name, reason string) []eventsv1.Event {
 	t.Helper()
-	l, err := h.cs.EventsV1().Events(p.Namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "regarding.uid=" + string(p.UID)})
+	l, err := h.cs.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []eventsv1.Event
 	for _, e := range l.Items {
-		if e.Reason == reason {
+		if e.Regarding.Kind == kind && e.Regarding.Name == name && e.Reason == reason {
 			out = append(out, e)
 		}
 	}
 	return out
 }
 
-func (h *harness) waitEventReason(t *testing.T, p *corev1.Pod, reason string) eventsv1.Event {
+// waitEvent waits for the first Event with reason regarding kind/name in ns.
+func (h *harness) waitEvent(t *testing.T, ns, kind, name, reason string) eventsv1.Event {
 	t.Helper()
 	var got []eventsv1.Event
 	waitFor(t, func() bool {
-		got = h.events(t, p, reason)
+		got = h.events(t, ns, kind, name, reason)
 		return len(got) > 0
 	})
 	return got[0]
 }
 
-func (h *harness) waitEvent(t *testing.T, p *corev1.Pod, typ, reason, note string) {
+// expectAuditEvent waits for continuous validation's Event about p and
+// checks its type and note.
+func (h *harness) expectAuditEvent(t *testing.T, p *corev1.Pod, typ, reason, note string) {
 	t.Helper()
-	e := h.waitEventReason(t, p, reason)
-	if e.Type != typ || e.Note != note || e.ReportingController != "signet-audit" {
-		t.Fatalf("event %s %s by %q:\n got: %s\nwant: %s", e.Type, e.Reason, e.ReportingController, e.Note, note)
+	e := h.waitEvent(t, p.Namespace, "Pod", p.Name, reason)
+	if e.Type != typ || e.Note != note || e.ReportingController != "signet-audit" || e.Regarding.UID != p.UID {
+		t.Fatalf("event %s %s by %q about %s:\n got: %s\nwant: %s", e.Type, e.Reason, e.ReportingController, e.Regarding.UID, e.Note, note)
 	}
 }
 

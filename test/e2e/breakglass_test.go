@@ -13,7 +13,6 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,7 +74,7 @@ func TestBreakGlass(t *testing.T) {
 			t.Errorf("warnings %q\nwant [%q]", warnings, want)
 		}
 
-		ev := h.waitEvent(t, ns, got.Name, "Pod")
+		ev := h.waitEvent(t, ns, "Pod", got.Name, "BreakGlass")
 		note := fmt.Sprintf(`Admitted by break-glass despite ClusterImagePolicy "e2e-bg-allows", requested by %s with reason %q: image %s (spec.containers[0].image).`, user.Username, breakGlassReason, pinned)
 		if ev.Type != corev1.EventTypeWarning || ev.Reason != "BreakGlass" || ev.Action != "Admit" || ev.Note != note || ev.Regarding.UID != got.UID {
 			t.Errorf("event %s %s %s on uid %s: %q\nwant Warning BreakGlass Admit on uid %s: %q", ev.Type, ev.Reason, ev.Action, ev.Regarding.UID, ev.Note, got.UID, note)
@@ -126,14 +125,14 @@ func TestBreakGlass(t *testing.T) {
 		if img := made.Spec.Containers[0].Image; img != pinned {
 			t.Errorf("the Deployment's Pod runs %q, want %q", img, pinned)
 		}
-		ev := h.waitEvent(t, ns, made.Name, "Pod")
+		ev := h.waitEvent(t, ns, "Pod", made.Name, "BreakGlass")
 		// The ReplicaSet controller creates the Pod: its identity depends
 		// on how the control plane runs, so only the rest is compared.
 		head, tail := `Admitted by break-glass despite ClusterImagePolicy "e2e-bg-allows", requested by `, fmt.Sprintf(` with reason %q: image %s (spec.containers[0].image).`, breakGlassReason, pinned)
 		if !strings.HasPrefix(ev.Note, head) || !strings.HasSuffix(ev.Note, tail) {
 			t.Errorf("the Pod's event: %q\nwant %q…%q", ev.Note, head, tail)
 		}
-		dev := h.waitEvent(t, ns, "hotfix-deploy", "Deployment")
+		dev := h.waitEvent(t, ns, "Deployment", "hotfix-deploy", "BreakGlass")
 		note := fmt.Sprintf(`Admitted by break-glass despite ClusterImagePolicy "e2e-bg-allows", requested by %s with reason %q: image %s (spec.template.spec.containers[0].image).`, user.Username, breakGlassReason, pinned)
 		if dev.Note != note {
 			t.Errorf("the Deployment's event: %q\nwant %q", dev.Note, note)
@@ -223,26 +222,6 @@ func TestStaticAuthorities(t *testing.T) {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
 	})
-}
-
-// waitEvent waits for the BreakGlass Event regarding kind/name in ns.
-func (h *harness) waitEvent(t *testing.T, ns, name, kind string) eventsv1.Event {
-	t.Helper()
-	var found eventsv1.Event
-	waitFor(t, func() bool {
-		l, err := h.cs.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			return false
-		}
-		for _, e := range l.Items {
-			if e.Regarding.Name == name && e.Regarding.Kind == kind && e.Reason == "BreakGlass" {
-				found = e
-				return true
-			}
-		}
-		return false
-	})
-	return found
 }
 
 // logLine is the webhook's JSON log line of a break-glass admission.

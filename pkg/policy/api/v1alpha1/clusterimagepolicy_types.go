@@ -22,6 +22,7 @@ import (
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Verified",type=integer,JSONPath=`.status.running.verified`,description="Running images that satisfy the policy"
 // +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.running.violations`,description="Running images the policy would not admit now"
+// +kubebuilder:printcolumn:name="Break-Glass",type=integer,JSONPath=`.status.running.breakGlass`,description="Running images admitted by break-glass",priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterImagePolicy struct {
 	metav1.TypeMeta `json:",inline"`
@@ -288,6 +289,9 @@ type RunningImages struct {
 	// Unverifiable images could not be checked (a registry or AWS did not
 	// answer); they are not violations.
 	Unverifiable int32 `json:"unverifiable"`
+	// BreakGlass images fail this policy and run because their Pods carry
+	// a break-glass reason the policy allows.
+	BreakGlass int32 `json:"breakGlass"`
 	// LastEvaluated is when the counts were taken.
 	LastEvaluated metav1.Time `json:"lastEvaluated"`
 }
