@@ -115,10 +115,10 @@ func TestContinuousValidation(t *testing.T) {
 
 	wantNote := fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-audit": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias)
 	t.Run("an unsigned Pod started without the webhook gets one Warning Event", func(t *testing.T) {
-		h.expectAuditEvent(t, bad, "Warning", "ImageNotAdmissible", wantNote)
+		h.expectAuditWarning(t, bad, "ImageNotAdmissible", wantNote)
 	})
 	t.Run("an exempt namespace is reported as audit-only", func(t *testing.T) {
-		h.expectAuditEvent(t, badExempt, "Warning", "ImageNotAdmissible", "audit-only (exempt namespace): "+wantNote)
+		h.expectAuditWarning(t, badExempt, "ImageNotAdmissible", "audit-only (exempt namespace): "+wantNote)
 	})
 	t.Run("an unreachable registry is unverifiable, not a violation", func(t *testing.T) {
 		e := h.waitEvent(t, ns, "Pod", unreachable.Name, "ImageUnverifiable")
@@ -127,7 +127,7 @@ func TestContinuousValidation(t *testing.T) {
 		}
 	})
 	t.Run("a Pod admitted by break-glass stays visible", func(t *testing.T) {
-		h.expectAuditEvent(t, brokenGlass, "Warning", "ImageRunsByBreakGlass", fmt.Sprintf(`runs by break-glass (reason "INC-4711: signing service down"): image %s (spec.containers[0].image) admitted by break-glass despite ClusterImagePolicy "e2e-audit-breakglass": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities. Replace the Pod with one whose images verify.`, brokenGlass.Spec.Containers[0].Image, h.alias))
+		h.expectAuditWarning(t, brokenGlass, "ImageRunsByBreakGlass", fmt.Sprintf(`runs by break-glass (reason "INC-4711: signing service down"): image %s (spec.containers[0].image) admitted by break-glass despite ClusterImagePolicy "e2e-audit-breakglass": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities. Replace the Pod with one whose images verify.`, brokenGlass.Spec.Containers[0].Image, h.alias))
 	})
 	t.Run("ClusterImagePolicy status counts what runs", func(t *testing.T) {
 		// verified, violations, unverifiable, break-glass
@@ -159,7 +159,7 @@ func TestContinuousValidation(t *testing.T) {
 	})
 	t.Run("a signing job revoked after admission is reported on a later cycle", func(t *testing.T) {
 		signer.RevokeJob(auditJob)
-		h.expectAuditEvent(t, signerPod, "Warning", "ImageNotAdmissible", fmt.Sprintf(`image %s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-audit-signer": no valid signature from authority "aws-signer" (signer profile %s): revoked in AWS Signer: signing job %s. The signature was revoked: deploy an image signed by a signing job that was not revoked.`, revoked, auditProfile, auditJob))
+		h.expectAuditWarning(t, signerPod, "ImageNotAdmissible", fmt.Sprintf(`image %s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-audit-signer": no valid signature from authority "aws-signer" (signer profile %s): revoked in AWS Signer: signing job %s. The signature was revoked: deploy an image signed by a signing job that was not revoked.`, revoked, auditProfile, auditJob))
 	})
 	t.Run("an Event per change, not per cycle", func(t *testing.T) {
 		start := metric(t, leader, "signet_audit_cycle_duration_seconds_count")
@@ -247,12 +247,12 @@ func (h *harness) waitEvent(t *testing.T, ns, kind, name, reason string) eventsv
 	return got[0]
 }
 
-// expectAuditEvent waits for continuous validation's Event about p and
-// checks its type and note.
-func (h *harness) expectAuditEvent(t *testing.T, p *corev1.Pod, typ, reason, note string) {
+// expectAuditWarning waits for continuous validation's Warning Event about
+// p and checks its note.
+func (h *harness) expectAuditWarning(t *testing.T, p *corev1.Pod, reason, note string) {
 	t.Helper()
 	e := h.waitEvent(t, p.Namespace, "Pod", p.Name, reason)
-	if e.Type != typ || e.Note != note || e.ReportingController != "signet-audit" || e.Regarding.UID != p.UID {
+	if e.Type != corev1.EventTypeWarning || e.Note != note || e.ReportingController != "signet-audit" || e.Regarding.UID != p.UID {
 		t.Fatalf("event %s %s by %q about %s:\n got: %s\nwant: %s", e.Type, e.Reason, e.ReportingController, e.Regarding.UID, e.Note, note)
 	}
 }
