@@ -77,7 +77,7 @@ func TestPullSecretsAreReadOncePerServiceAccount(t *testing.T) {
 	pod := &corev1.PodSpec{ServiceAccountName: "app"}
 
 	for i := 0; i < 5; i++ {
-		if got := login(t, pullSecretKeychain(&kcs, reader, "team", pod)); got != "puller" {
+		if got := login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod))); got != "puller" {
 			t.Fatalf("admission %d logged in as %q, want the service account's pull secret (puller)", i, got)
 		}
 	}
@@ -86,16 +86,16 @@ func TestPullSecretsAreReadOncePerServiceAccount(t *testing.T) {
 	}
 
 	// Another service account, or other imagePullSecrets, are other reads.
-	login(t, pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{}))
-	login(t, pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{ServiceAccountName: "app",
-		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}}}))
+	login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{})))
+	login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{ServiceAccountName: "app",
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}}})))
 	if got := reads.Load(); got != 5 {
 		t.Fatalf("reads = %d, want 5 (default service account; app with its secret named twice)", got)
 	}
 
 	// After the TTL, the objects are read again.
 	now = now.Add(pullSecretTTL)
-	login(t, pullSecretKeychain(&kcs, reader, "team", pod))
+	login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod)))
 	if got := reads.Load(); got != 7 {
 		t.Fatalf("reads after the TTL = %d, want 7", got)
 	}
@@ -110,14 +110,16 @@ func TestPullSecretsFailedReadIsNotShared(t *testing.T) {
 
 	// The read fails: the admission goes on with Signet's own (here no)
 	// credentials.
-	if got := login(t, pullSecretKeychain(&kcs, reader, "team", pod)); got != "" {
+	if got := login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod))); got != "" {
 		t.Fatalf("logged in as %q after a failed read, want anonymous", got)
 	}
 	fail.Store(false)
-	if got := login(t, pullSecretKeychain(&kcs, reader, "team", pod)); got != "puller" {
+	if got := login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod))); got != "puller" {
 		t.Fatalf("the admission after a failed read logged in as %q, want puller", got)
 	}
 	if got := reads.Load(); got != 3 {
 		t.Fatalf("reads = %d, want 3 (the failed one, then the service account and its secret)", got)
 	}
 }
+
+func kcOnly(kc authn.Keychain, _ string) authn.Keychain { return kc }
