@@ -1,10 +1,10 @@
 package awsclient
 
 import (
-	"fmt"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
