@@ -258,3 +258,64 @@ func TestCacheNeverOutlivesWhatAVerdictReliedOn(t *testing.T) {
 		})
 	}
 }
+
+// credentialVerifier answers by the credentials asked with: refused for
+// "bogus", verified or not signed otherwise.
+type credentialVerifier struct {
+	calls  atomic.Int32
+	signed bool
+}
+
+func (v *credentialVerifier) Verify(_ context.Context, img Image) Result {
+	v.calls.Add(1)
+	r := Result{Image: img.Ref.String(), Authority: v.Describe(), Reason: ReasonNoSignature, Cause: "no signature found"}
+	switch {
+	case img.KeychainID == "bogus":
+		r.Reason, r.Cause, r.RegistryDenied = ReasonRegistryUnavailable, "registry denied access (HTTP 401)", true
+	case v.signed:
+		r.Reason, r.Cause = ReasonVerified, ""
+	}
+	return r
+}
+func (v *credentialVerifier) Identity() string { return "test;credentials" }
+func (v *credentialVerifier) Describe() string { return "test key" }
+
+// TestCacheSharesOnlyVerifiedAcrossCredentials: a result other than
+// Verified serves only requests with the same credentials; Verified
+// serves everyone.
+func TestCacheSharesOnlyVerifiedAcrossCredentials(t *testing.T) {
+	ctx := context.Background()
+	c := NewVerdictCache(newClock().opts())
+	v := &credentialVerifier{}
+	img := testImage(t, 1)
+	with := func(id string) Image { i := img; i.KeychainID = id; return i }
+
+	if r, o := c.Verify(ctx, v, with("bogus")); !r.RegistryDenied || o != OutcomeMiss {
+		t.Fatalf("bogus credentials: %+v %s", r, o)
+	}
+	if r, o := c.Verify(ctx, v, with("bogus")); !r.RegistryDenied || o != OutcomeHit {
+		t.Fatalf("bogus credentials again: %+v %s, want the cached refusal", r, o)
+	}
+	for _, id := range []string{"team-b", ""} {
+		if r, o := c.Verify(ctx, v, with(id)); r.Reason != ReasonNoSignature || o != OutcomeMiss {
+			t.Fatalf("credentials %q: %s %s, want their own verification", id, r.Reason, o)
+		}
+	}
+	// Signet's own "no signature" is not another namespace's either.
+	if _, o := c.Verify(ctx, v, with("team-c")); o != OutcomeMiss || v.calls.Load() != 4 {
+		t.Fatalf("team-c: %s after %d calls, want a fourth verification", o, v.calls.Load())
+	}
+
+	signedImg := testImage(t, 2)
+	sv := &credentialVerifier{signed: true}
+	signedImg.KeychainID = "team-b"
+	if r, o := c.Verify(ctx, sv, signedImg); !r.Verified() || o != OutcomeMiss {
+		t.Fatalf("signed: %s %s", r.Reason, o)
+	}
+	for _, id := range []string{"team-c", ""} {
+		signedImg.KeychainID = id
+		if r, o := c.Verify(ctx, sv, signedImg); !r.Verified() || o != OutcomeHit {
+			t.Fatalf("signed, credentials %q: %s %s, want the shared Verified", id, r.Reason, o)
+		}
+	}
+}
