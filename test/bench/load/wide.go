@@ -59,7 +59,7 @@ func (b *bench) wide(ctx context.Context) ([]wideResult, error) {
 		Request: &admissionv1.AdmissionRequest{
 			UID:       types.UID("20000000-0000-4000-8000-000000000000"),
 			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Resource:  podsResource,
 			Namespace: b.namespace, Name: "wide", Operation: admissionv1.Create,
 			Object: runtime.RawExtension{Raw: raw},
 		},
