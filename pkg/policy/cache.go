@@ -115,13 +115,18 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 	shared := cacheKey{digest: Repository(img.Ref) + "@" + img.Ref.DigestStr(), identity: v.Identity()}
 	key := shared
 	key.keychain = img.KeychainID
-	if r, ok := c.get(shared, key); ok {
+	if r, ok := c.get(shared, key, true); ok {
 		return r, OutcomeHit
 	}
 	if c.slots != nil {
 		select {
 		case c.slots <- struct{}{}:
 			defer func() { <-c.slots }()
+			// While this call waited, the verification it needs may have
+			// finished (a burst of one new image waits behind its first).
+			if r, ok := c.get(shared, key, false); ok {
+				return r, OutcomeHit
+			}
 		case <-ctx.Done():
 			return Result{
 				Image:     img.Ref.String(),
@@ -203,7 +208,9 @@ func (c *VerdictCache) count(f func(*CacheStats)) {
 // get returns the live entry for own credentials (key), or a Verified one
 // from the shared key: a result other than Verified under the shared key
 // belongs to Signet's own credentials, which key is then too.
-func (c *VerdictCache) get(shared, key cacheKey) (Result, bool) {
+// A miss is counted only when countMiss is set (a second look after
+// waiting for a slot is the same miss).
+func (c *VerdictCache) get(shared, key cacheKey, countMiss bool) (Result, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range []cacheKey{shared, key} {
@@ -216,7 +223,9 @@ func (c *VerdictCache) get(shared, key cacheKey) (Result, bool) {
 			break
 		}
 	}
-	c.stats.Misses++
+	if countMiss {
+		c.stats.Misses++
+	}
 	return Result{}, false
 }
 

@@ -319,3 +319,56 @@ func TestCacheSharesOnlyVerifiedAcrossCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheSlotsDoNotRepeatWork: callers that waited for a verification
+// slot while the work they need was done by another are answered from the
+// cache, not by verifying again.
+func TestCacheSlotsDoNotRepeatWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewVerdictCache(CacheOptions{MaxConcurrent: 1})
+		v := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+		img := testImage(t, 1)
+		results := make(chan Outcome, 10)
+		for range 10 {
+			go func() {
+				_, o := c.Verify(context.Background(), v, img)
+				results <- o
+			}()
+		}
+		synctest.Wait() // one verifies, holding the slot; nine wait for it
+		close(v.gate)
+		outcomes := map[Outcome]int{}
+		for range 10 {
+			outcomes[<-results]++
+		}
+		if v.calls.Load() != 1 || outcomes[OutcomeMiss] != 1 || outcomes[OutcomeHit] != 9 {
+			t.Fatalf("%d verifications, outcomes %v; want 1 verification, 1 miss and 9 hits", v.calls.Load(), outcomes)
+		}
+	})
+}
+
+// TestCacheBusy: a caller that gets no verification slot before its
+// deadline is told Signet is busy, and that answer is not cached.
+func TestCacheBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewVerdictCache(CacheOptions{MaxConcurrent: 2})
+		held := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+		for i := range 2 {
+			go c.Verify(context.Background(), held, testImage(t, byte(10+i)))
+		}
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		v := &countingVerifier{reason: ReasonVerified}
+		r, _ := c.Verify(ctx, v, testImage(t, 1))
+		want := "Signet is busy: all 2 verification slots (--max-concurrent-verifications) stayed taken until the admission's deadline"
+		if r.Reason != ReasonBusy || r.Cause != want || !r.Transient() || v.calls.Load() != 0 {
+			t.Fatalf("got %s %q after %d verifications, want %s %q after none", r.Reason, r.Cause, v.calls.Load(), ReasonBusy, want)
+		}
+		close(held.gate)
+		synctest.Wait()
+		if r, o := c.Verify(context.Background(), v, testImage(t, 1)); !r.Verified() || o != OutcomeMiss {
+			t.Fatalf("after the slots freed: %s %s, want a verification (busy is not cached)", r.Reason, o)
+		}
+	})
+}
