@@ -123,3 +123,35 @@ func TestPullSecretsFailedReadIsNotShared(t *testing.T) {
 }
 
 func kcOnly(kc authn.Keychain, _ string) authn.Keychain { return kc }
+
+// TestPullSecretFingerprint: the credentials' fingerprint names the
+// namespace, service account and pull secrets (never their contents), so
+// the verdict cache keeps one namespace's failures from another; Signet's
+// own credentials have none.
+func TestPullSecretFingerprint(t *testing.T) {
+	reader, reads := countingReader(t, nil)
+	var kcs keychains
+	id := func(ns string, spec *corev1.PodSpec) string {
+		_, fp := pullSecretKeychain(&kcs, reader, ns, spec)
+		return fp
+	}
+	app := &corev1.PodSpec{ServiceAccountName: "app"}
+	withSecrets := &corev1.PodSpec{ServiceAccountName: "app", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "b"}, {Name: "a"}, {Name: "b"}}}
+	sameSecrets := &corev1.PodSpec{ServiceAccountName: "app", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "a"}, {Name: "b"}}}
+	if id("team", app) != id("team", app) || id("team", withSecrets) != id("team", sameSecrets) {
+		t.Fatal("the same namespace, service account and secrets must have one fingerprint")
+	}
+	distinct := map[string]bool{id("team", app): true, id("other", app): true, id("team", &corev1.PodSpec{}): true, id("team", withSecrets): true}
+	if len(distinct) != 4 {
+		t.Fatalf("namespaces, service accounts and secrets must each change the fingerprint: %v", distinct)
+	}
+	if len(id("team", app)) != 32 {
+		t.Fatalf("fingerprint %q, want 32 hex digits", id("team", app))
+	}
+	if _, fp := pullSecretKeychain(&kcs, nil, "team", app); fp != "" {
+		t.Fatalf("Signet's own credentials: fingerprint %q, want none", fp)
+	}
+	if reads.Load() != 0 {
+		t.Fatalf("fingerprinting read %d objects, want none (secrets are read when a registry needs them)", reads.Load())
+	}
+}
