@@ -138,7 +138,8 @@ func TestPullSecretFingerprint(t *testing.T) {
 	app := &corev1.PodSpec{ServiceAccountName: "app"}
 	withSecrets := &corev1.PodSpec{ServiceAccountName: "app", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "b"}, {Name: "a"}, {Name: "b"}}}
 	sameSecrets := &corev1.PodSpec{ServiceAccountName: "app", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "a"}, {Name: "b"}}}
-	if id("team", app) != id("team", app) || id("team", withSecrets) != id("team", sameSecrets) {
+	first := id("team", app)
+	if again := id("team", app); first != again || id("team", withSecrets) != id("team", sameSecrets) {
 		t.Fatal("the same namespace, service account and secrets must have one fingerprint")
 	}
 	distinct := map[string]bool{id("team", app): true, id("other", app): true, id("team", &corev1.PodSpec{}): true, id("team", withSecrets): true}
