@@ -172,19 +172,22 @@ func containerArgs(t testing.TB, c corev1.Container) map[string]string {
 // checkArgs: the webhook's flags carry the values.
 func checkArgs(t *testing.T, r *rendered, args map[string]string) {
 	want := map[string]string{
-		"--webhook-port":              fmt.Sprint(r.integer(t, "ports.webhook")),
-		"--metrics-bind-address":      fmt.Sprintf(":%d", r.integer(t, "ports.metrics")),
-		"--health-probe-bind-address": fmt.Sprintf(":%d", r.integer(t, "ports.health")),
-		"--no-match-policy":           r.str(t, "noMatchPolicy"),
-		"--exempt-namespaces":         strings.Join(exemptNamespaces(t, r), ","),
-		"--digest-pinning":            fmt.Sprint(r.boolean(t, "digestPinning")),
-		"--webhook-timeout":           fmt.Sprintf("%ds", r.integer(t, "webhook.timeoutSeconds")),
-		"--shutdown-delay":            fmt.Sprintf("%ds", r.integer(t, "shutdownDelaySeconds")),
-		"--cache-verified-ttl":        r.str(t, "cache.verifiedTTL"),
-		"--cache-denied-ttl":          r.str(t, "cache.deniedTTL"),
-		"--cache-max-entries":         fmt.Sprint(r.integer(t, "cache.maxEntries")),
-		"--zap-log-level":             r.str(t, "log.level"),
-		"--zap-encoder":               r.str(t, "log.encoder"),
+		"--webhook-port":                 fmt.Sprint(r.integer(t, "ports.webhook")),
+		"--metrics-bind-address":         fmt.Sprintf(":%d", r.integer(t, "ports.metrics")),
+		"--health-probe-bind-address":    fmt.Sprintf(":%d", r.integer(t, "ports.health")),
+		"--no-match-policy":              r.str(t, "noMatchPolicy"),
+		"--exempt-namespaces":            strings.Join(exemptNamespaces(t, r), ","),
+		"--digest-pinning":               fmt.Sprint(r.boolean(t, "digestPinning")),
+		"--webhook-timeout":              fmt.Sprintf("%ds", r.integer(t, "webhook.timeoutSeconds")),
+		"--shutdown-delay":               fmt.Sprintf("%ds", r.integer(t, "shutdownDelaySeconds")),
+		"--cache-verified-ttl":           r.str(t, "cache.verifiedTTL"),
+		"--cache-denied-ttl":             r.str(t, "cache.deniedTTL"),
+		"--cache-max-entries":            fmt.Sprint(r.integer(t, "cache.maxEntries")),
+		"--max-images-per-request":       fmt.Sprint(r.integer(t, "limits.maxImagesPerRequest")),
+		"--max-concurrent-verifications": fmt.Sprint(r.integer(t, "limits.maxConcurrentVerifications")),
+		"--registry-max-conns-per-host":  fmt.Sprint(r.integer(t, "limits.registryMaxConnsPerHost")),
+		"--zap-log-level":                r.str(t, "log.level"),
+		"--zap-encoder":                  r.str(t, "log.encoder"),
 	}
 	svc := r.fullname(t) + "-webhook"
 	if r.boolean(t, "certManager.enabled") {

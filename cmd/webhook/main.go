@@ -119,14 +119,15 @@ func run(args []string) error {
 		return err
 	}
 	verifiers, err := verify.New(ctx, verify.Config{AWSSignerRoots: opts.AWSSignerRoots, RevocationTTL: opts.RevocationTTL, UserAgent: "signet-webhook/" + buildinfo.Of(version),
-		ObserveRegistry: metrics.ObserveRegistry, ObserveAWS: metrics.ObserveAWS})
+		ObserveRegistry: metrics.ObserveRegistry, ObserveAWS: metrics.ObserveAWS, RegistryMaxConnsPerHost: opts.RegistryMaxConnsPerHost})
 	if err != nil {
 		return err
 	}
 	cache := policy.NewVerdictCache(policy.CacheOptions{
-		PositiveTTL: opts.CacheVerifiedTTL,
-		NegativeTTL: opts.CacheDeniedTTL,
-		MaxEntries:  opts.CacheMaxEntries,
+		PositiveTTL:   opts.CacheVerifiedTTL,
+		NegativeTTL:   opts.CacheDeniedTTL,
+		MaxEntries:    opts.CacheMaxEntries,
+		MaxConcurrent: opts.MaxConcurrentVerifications,
 	})
 	if err := metrics.Collect(cache, verifiers.Revocations); err != nil {
 		return err
@@ -140,10 +141,11 @@ func run(args []string) error {
 	}
 	judge := &admission.Judge{
 		Engine: &policy.Engine{
-			Cache:    cache,
-			Resolver: verifiers.Registry,
-			NoMatch:  opts.NoMatchPolicy,
-			Observer: metrics,
+			Cache:     cache,
+			Resolver:  verifiers.Registry,
+			NoMatch:   opts.NoMatchPolicy,
+			Observer:  metrics,
+			MaxImages: opts.MaxImagesPerRequest,
 		},
 		Policies:      func() []*policy.Policy { return policies.Snapshot().Policies },
 		Namespaces:    mgr.GetClient(),

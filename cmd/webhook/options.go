@@ -88,6 +88,16 @@ type Options struct {
 	// longest a revoked signing job can still be admitted.
 	RevocationTTL time.Duration
 
+	// Limits on what one request, and the process, may cost.
+	// MaxImagesPerRequest: distinct images one object may name; a request
+	// over it is refused at once, with no registry or AWS call.
+	MaxImagesPerRequest int
+	// MaxConcurrentVerifications: verifications (cache misses) running at
+	// once in the process; others wait within their admission's deadline.
+	MaxConcurrentVerifications int
+	// RegistryMaxConnsPerHost: connections to one registry host.
+	RegistryMaxConnsPerHost int
+
 	// PprofBindAddress serves net/http/pprof; "0" (default) disables it.
 	PprofBindAddress string
 }
@@ -156,6 +166,11 @@ func NewOptions() *Options {
 		CacheDeniedTTL:   30 * time.Second,
 		CacheMaxEntries:  20000,
 		RevocationTTL:    10 * time.Minute,
+
+		MaxImagesPerRequest:        256,
+		MaxConcurrentVerifications: 64,
+		RegistryMaxConnsPerHost:    32,
+
 		PprofBindAddress: "0",
 	}
 }
@@ -202,6 +217,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.CacheDeniedTTL, "cache-denied-ttl", o.CacheDeniedTTL, "How long any other verdict (denied, failed, verified with warnings) stays cached.")
 	fs.IntVar(&o.CacheMaxEntries, "cache-max-entries", o.CacheMaxEntries, "Most verdicts kept; the least recently used goes first.")
 	fs.DurationVar(&o.RevocationTTL, "revocation-ttl", o.RevocationTTL, "How long an AWS Signer revocation answer is kept: the longest a revoked signing job can still be admitted (a verdict never outlives it).")
+	fs.IntVar(&o.MaxImagesPerRequest, "max-images-per-request", o.MaxImagesPerRequest, "Most distinct images one object may name; an object naming more is refused at once, before any registry call.")
+	fs.IntVar(&o.MaxConcurrentVerifications, "max-concurrent-verifications", o.MaxConcurrentVerifications, "Most verifications running at once in the process; others wait within their admission's deadline, then get a 503 \"Signet is busy\".")
+	fs.IntVar(&o.RegistryMaxConnsPerHost, "registry-max-conns-per-host", o.RegistryMaxConnsPerHost, "Most connections to one registry host; requests beyond it wait for a free one.")
 	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress, "Address of net/http/pprof; \"0\" disables it.")
 }
 
@@ -251,6 +269,18 @@ func (o *Options) Validate() error {
 	}
 	if o.CacheMaxEntries < 1 {
 		errs = append(errs, fmt.Errorf("--cache-max-entries %d: must be at least 1", o.CacheMaxEntries))
+	}
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{
+		{"--max-images-per-request", o.MaxImagesPerRequest},
+		{"--max-concurrent-verifications", o.MaxConcurrentVerifications},
+		{"--registry-max-conns-per-host", o.RegistryMaxConnsPerHost},
+	} {
+		if l.v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", l.flag, l.v))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -117,6 +117,25 @@ func TestOptionsFlags(t *testing.T) {
 		{name: "negative shutdown delay", args: []string{"--shutdown-delay=-1s"}, wantErr: "--shutdown-delay -1s: must not be negative"},
 		{name: "empty cache", args: []string{"--cache-max-entries=0"}, wantErr: "--cache-max-entries 0: must be at least 1"},
 		{
+			name: "limits",
+			args: []string{"--max-images-per-request=10", "--max-concurrent-verifications=4", "--registry-max-conns-per-host=2"},
+			check: func(t *testing.T, o *Options) {
+				if o.MaxImagesPerRequest != 10 || o.MaxConcurrentVerifications != 4 || o.RegistryMaxConnsPerHost != 2 {
+					t.Fatalf("limit flags not bound: %+v", o)
+				}
+			},
+		},
+		{name: "limit defaults", check: func(t *testing.T, o *Options) {
+			if o.MaxImagesPerRequest != 256 || o.MaxConcurrentVerifications != 64 || o.RegistryMaxConnsPerHost != 32 {
+				t.Fatalf("limit defaults: %d, %d, %d; want 256, 64, 32", o.MaxImagesPerRequest, o.MaxConcurrentVerifications, o.RegistryMaxConnsPerHost)
+			}
+		}},
+		{
+			name:    "limits below one",
+			args:    []string{"--max-images-per-request=0", "--max-concurrent-verifications=0", "--registry-max-conns-per-host=-1"},
+			wantErr: "--max-images-per-request 0: must be at least 1\n--max-concurrent-verifications 0: must be at least 1\n--registry-max-conns-per-host -1: must be at least 1",
+		},
+		{
 			name:    "every error at once",
 			args:    []string{"--webhook-port=0", "--no-match-policy=x"},
 			wantErr: "--webhook-port 0: must be between 1 and 65535\n--no-match-policy \"x\": must be allow, warn or deny",

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/signet-dev/signet/internal/expiring"
 )
 
 // ECR is the part of the ECR API Signet uses, with the SDK's exact
@@ -41,15 +43,26 @@ type ECRRegistry struct {
 //	123456789012.dkr-ecr-fips.us-east-1.on.aws
 var ecrHost = regexp.MustCompile(`^(\d{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|sc2s\.sgov\.gov|c2s\.ic\.gov)$`)
 
+// region is what an AWS region name looks like: us-east-1,
+// us-gov-west-1, ap-southeast-5, us-isob-east-1. The image host is the
+// Pod author's to choose, so its region is checked before it names an
+// endpoint or a cached client.
+var region = regexp.MustCompile(`^[a-z]{2}(?:-[a-z]+){1,3}-[0-9]{1,2}$`)
+
+// maxECRRegions bounds the ECR clients and tokens kept: one per region
+// (and FIPS-ness) that images name. Past it, one is dropped and rebuilt
+// when needed again.
+const maxECRRegions = 32
+
 // ParseECRHost reports whether host (with or without a port) is a private
-// ECR registry, and which.
+// ECR registry in a well-formed region, and which.
 func ParseECRHost(host string) (ECRRegistry, bool) {
 	h := strings.ToLower(host)
 	if hh, _, err := net.SplitHostPort(h); err == nil {
 		h = hh
 	}
 	m := ecrHost.FindStringSubmatch(h)
-	if m == nil {
+	if m == nil || !region.MatchString(m[3]) {
 		return ECRRegistry{}, false
 	}
 	return ECRRegistry{Account: m[1], FIPS: m[2] != "", Region: m[3]}, true
@@ -83,8 +96,11 @@ type ECRKeychain struct {
 	opts  ECRKeychainOptions
 	group singleflight.Group
 
+	// clients are the default NewClient's, at most maxECRRegions.
+	clients *expiring.Map[string, ECR]
+
 	mu     sync.Mutex
-	tokens map[string]ecrToken
+	tokens map[string]ecrToken // at most maxECRRegions
 }
 
 type ecrToken struct {
@@ -99,23 +115,22 @@ var (
 
 // NewECRKeychain builds the keychain over cfg (the shared configuration).
 func NewECRKeychain(cfg aws.Config, opts ECRKeychainOptions) *ECRKeychain {
+	k := &ECRKeychain{tokens: map[string]ecrToken{}}
 	if opts.NewClient == nil {
-		clients := map[string]ECR{}
-		var mu sync.Mutex
+		// Clients are cheap to rebuild and live long: the bound, not the
+		// lifetime, is what matters.
+		k.clients = expiring.New[string, ECR](24*time.Hour, maxECRRegions, opts.Now)
 		opts.NewClient = func(region string, fips bool) ECR {
-			mu.Lock()
-			defer mu.Unlock()
-			key := fmt.Sprintf("%s/%t", region, fips)
-			if c, ok := clients[key]; ok {
-				return c
-			}
-			c := ecr.NewFromConfig(ForRegion(cfg, region), func(o *ecr.Options) {
-				if fips {
-					o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
+			return k.clients.Update(fmt.Sprintf("%s/%t", region, fips), func(cur ECR, live bool) (ECR, bool) {
+				if live {
+					return cur, false
 				}
+				return ecr.NewFromConfig(ForRegion(cfg, region), func(o *ecr.Options) {
+					if fips {
+						o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
+					}
+				}), true
 			})
-			clients[key] = c
-			return c
 		}
 	}
 	if opts.RefreshBefore <= 0 {
@@ -127,7 +142,8 @@ func NewECRKeychain(cfg aws.Config, opts ECRKeychainOptions) *ECRKeychain {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &ECRKeychain{opts: opts, tokens: map[string]ecrToken{}}
+	k.opts = opts
+	return k
 }
 
 // Resolve implements authn.Keychain.
@@ -189,6 +205,12 @@ func (k *ECRKeychain) fetch(ctx context.Context, key string, reg ECRRegistry) (e
 		tok.expires = *data.ExpiresAt
 	}
 	k.mu.Lock()
+	if _, ok := k.tokens[key]; !ok && len(k.tokens) >= maxECRRegions {
+		for old := range k.tokens { // drop one; it is fetched again when needed
+			delete(k.tokens, old)
+			break
+		}
+	}
 	k.tokens[key] = tok
 	k.mu.Unlock()
 	return tok, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -184,5 +185,47 @@ func TestDefaultKeychainLeavesOtherRegistriesAlone(t *testing.T) {
 	}
 	if got := resolve(t, kc, "123456789012.dkr.ecr.us-west-2.amazonaws.com/app:1"); got.Username != "AWS" {
 		t.Fatalf("credentials for ECR: %+v", got)
+	}
+}
+
+// TestECRRegionsAreValidatedAndBounded: the region comes from the image
+// host, which the Pod's author writes: a malformed one is not ECR (no
+// client, no call), and however many well-formed regions images name, at
+// most maxECRRegions clients and tokens are kept.
+func TestECRRegionsAreValidatedAndBounded(t *testing.T) {
+	c := &clock{now: time.Now()}
+	s := &ecrServer{}
+	s.expires.Store(c.Now().Add(12 * time.Hour).Unix())
+	kc := newTestKeychain(t, s, c)
+
+	for _, host := range []string{
+		"123456789012.dkr.ecr.not-a-region.amazonaws.com",
+		"123456789012.dkr.ecr.us-east-1-.amazonaws.com",
+		"123456789012.dkr.ecr.x-1.amazonaws.com",
+		"123456789012.dkr.ecr.us--east-1.amazonaws.com",
+		"123456789012.dkr.ecr.us-east-100.amazonaws.com",
+	} {
+		if reg, ok := ParseECRHost(host); ok {
+			t.Errorf("ParseECRHost(%q) = %+v, want not ECR (malformed region)", host, reg)
+		}
+		if got := resolve(t, kc, host+"/app:1"); got != (authn.AuthConfig{}) {
+			t.Errorf("%s: credentials %+v, want anonymous", host, got)
+		}
+	}
+	if n := s.calls.Load(); n != 0 {
+		t.Fatalf("%d GetAuthorizationToken calls for malformed regions, want 0", n)
+	}
+
+	const regions = maxECRRegions + 8
+	for i := range regions {
+		if got := resolve(t, kc, fmt.Sprintf("123456789012.dkr.ecr.xx-test%c-%d.amazonaws.com/app:1", 'a'+i/10, i%10)); got.Username != "AWS" {
+			t.Fatalf("region %d: credentials %+v", i, got)
+		}
+	}
+	kc.mu.Lock()
+	tokens := len(kc.tokens)
+	kc.mu.Unlock()
+	if n := s.calls.Load(); n != regions || kc.clients.Len() > maxECRRegions || tokens > maxECRRegions {
+		t.Fatalf("%d calls, %d clients, %d tokens kept; want %d calls and at most %d of each", n, kc.clients.Len(), tokens, regions, maxECRRegions)
 	}
 }

@@ -34,6 +34,11 @@ type Limits struct {
 	// MaxRedirects caps redirects followed for one request (ECR sends blob
 	// reads to S3 once).
 	MaxRedirects int
+	// MaxReferrerPages and MaxReferrers cap the referrers API's pagination
+	// for one digest: pages followed, and entries listed over all of them.
+	// Zero takes the default.
+	MaxReferrerPages int
+	MaxReferrers     int
 }
 
 // DefaultLimits are generous for real signatures and small for an attacker.
@@ -42,6 +47,8 @@ var DefaultLimits = Limits{
 	MaxPayloadBytes:  1 << 20,
 	MaxSignatures:    32,
 	MaxRedirects:     3,
+	MaxReferrerPages: 8,
+	MaxReferrers:     512,
 }
 
 // Options configure a Client.
@@ -57,6 +64,11 @@ type Options struct {
 	// Transport is the base transport; nil means a tuned clone of
 	// http.DefaultTransport. Tests use it to inject faults.
 	Transport http.RoundTripper
+	// MaxConnsPerHost bounds the connections (dialing, active and idle) to
+	// one registry host, so a burst of admissions cannot open thousands of
+	// them; requests beyond it wait for one. Zero means
+	// DefaultMaxConnsPerHost. Ignored when Transport is set.
+	MaxConnsPerHost int
 	// UserAgent is sent with every request.
 	UserAgent string
 	// Observe, when set, is told about every request sent to a registry
@@ -65,6 +77,9 @@ type Options struct {
 	// be fast and safe for concurrent use.
 	Observe func(host string, status int, err error, took time.Duration)
 }
+
+// DefaultMaxConnsPerHost is Options.MaxConnsPerHost's default.
+const DefaultMaxConnsPerHost = 32
 
 // Client is shared by every verifier and request: one transport, so
 // connections to a registry are reused across admissions.
@@ -82,10 +97,20 @@ func New(opts Options) *Client {
 	if limits == (Limits{}) {
 		limits = DefaultLimits
 	}
+	if limits.MaxReferrerPages <= 0 {
+		limits.MaxReferrerPages = DefaultLimits.MaxReferrerPages
+	}
+	if limits.MaxReferrers <= 0 {
+		limits.MaxReferrers = DefaultLimits.MaxReferrers
+	}
 	base := opts.Transport
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 64
+		t.MaxConnsPerHost = opts.MaxConnsPerHost
+		if t.MaxConnsPerHost <= 0 {
+			t.MaxConnsPerHost = DefaultMaxConnsPerHost
+		}
+		t.MaxIdleConnsPerHost = t.MaxConnsPerHost
 		t.TLSHandshakeTimeout = 5 * time.Second
 		t.ResponseHeaderTimeout = 10 * time.Second
 		base = t

@@ -73,10 +73,14 @@ func credentialFromKeychain(kc authn.Keychain, reg name.Registry) auth.Credentia
 // through both, because referrers pushed before the registry had the API
 // (ECR before 2024) exist only under the tag.
 //
+// The API's pagination is followed for at most limits.MaxReferrerPages
+// pages and limits.MaxReferrers entries; past either, the listing stops
+// with a LimitError (a registry must not keep Signet paging forever).
+//
 // repo must come from OrasRepository for this call: Referrers pins its
 // referrers capability. An error fn returns stops the listing and is
 // returned as is.
-func Referrers(ctx context.Context, repo *orasremote.Repository, subject ocispec.Descriptor, artifactType string, fn func([]ocispec.Descriptor) error) error {
+func Referrers(ctx context.Context, repo *orasremote.Repository, subject ocispec.Descriptor, artifactType string, limits Limits, fn func([]ocispec.Descriptor) error) error {
 	seen := map[digest.Digest]bool{}
 	var fnErr error
 	emit := func(descs []ocispec.Descriptor) error {
@@ -94,14 +98,36 @@ func Referrers(ctx context.Context, repo *orasremote.Repository, subject ocispec
 		return fnErr
 	}
 
+	if limits.MaxReferrerPages <= 0 {
+		limits.MaxReferrerPages = DefaultLimits.MaxReferrerPages
+	}
+	if limits.MaxReferrers <= 0 {
+		limits.MaxReferrers = DefaultLimits.MaxReferrers
+	}
+	pages, listed := 0, 0
+	page := func(descs []ocispec.Descriptor) error {
+		pages++
+		listed += len(descs)
+		if pages > limits.MaxReferrerPages {
+			return &LimitError{What: "referrer pages", Limit: int64(limits.MaxReferrerPages)}
+		}
+		if listed > limits.MaxReferrers {
+			return &LimitError{What: "referrers listed", Limit: int64(limits.MaxReferrers)}
+		}
+		return emit(descs)
+	}
+
 	// Pinning the capability to "supported" makes oras-go ask the API and
 	// report a registry without it (ErrUnsupported) instead of falling back
 	// on its own, which would skip the tag schema on registries that have
 	// the API. A repository already known to lack it goes to the tag schema.
 	if repo.SetReferrersCapability(true) == nil {
-		err := repo.Referrers(ctx, subject, artifactType, emit)
+		err := repo.Referrers(ctx, subject, artifactType, page)
 		if fnErr != nil {
 			return fnErr
+		}
+		if IsLimit(err) {
+			return fmt.Errorf("listing referrers of %s: %w", subject.Digest, err)
 		}
 		if err != nil && !errors.Is(err, errdef.ErrUnsupported) {
 			return fmt.Errorf("listing referrers of %s: %w", subject.Digest, err)

@@ -40,3 +40,6 @@ func (e *ResolveError) Error() string { return e.msg }
 func (e *ResolveError) Transient() bool {
 	return e.Failure == FailureTimeout || e.Failure == FailureUnavailable
 }
+
+// Denied reports whether the registry refused the credentials (401, 403).
+func (e *ResolveError) Denied() bool { return e.Failure == FailureDenied }

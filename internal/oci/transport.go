@@ -3,7 +3,10 @@ package oci
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -26,15 +29,21 @@ type limitedTransport struct {
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// http.Client sets req.Response on a request it makes to follow a
 	// redirect; the chain's length is the number of redirects so far.
-	if req.URL.Scheme == "http" && !t.plainHTTP(req.URL.Host) {
-		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries and those named with --insecure-registry may be reached without TLS", req.URL.Host)
-	}
-	hops := 0
+	hops, origin := 0, req
 	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
 		hops++
+		origin = r.Request
 	}
 	if hops > t.limits.MaxRedirects {
 		return nil, &LimitError{What: "redirects", Limit: int64(t.limits.MaxRedirects), URL: redact(req)}
+	}
+	if hops > 0 {
+		if err := redirectAllowed(origin.URL, req.URL); err != nil {
+			return nil, err
+		}
+	}
+	if req.URL.Scheme == "http" && !t.plainHTTP(req.URL.Host) {
+		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries and those named with --insecure-registry may be reached without TLS", req.URL.Host)
 	}
 	begin := time.Now()
 	resp, err := t.base.RoundTrip(req)
@@ -55,6 +64,36 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp.Body = &limitedBody{rc: resp.Body, remaining: limit, limit: limit, url: redact(req)}
 	return resp, nil
+}
+
+// redirectAllowed: plain HTTP and loopback are allowed only for the
+// registry the user named (PlainHTTP). A registry may not use a redirect
+// to send Signet to its own loopback interface (metrics, health, a
+// sidecar) or from HTTPS down to plain HTTP.
+func redirectAllowed(from, to *url.URL) error {
+	switch {
+	case isLoopback(to.Host) && !isLoopback(from.Host):
+		return fmt.Errorf("refusing redirect from registry %s to %s: a registry may not redirect Signet to a loopback address", from.Host, to.Host)
+	case from.Scheme == "https" && to.Scheme == "http":
+		return fmt.Errorf("refusing redirect from registry %s to %s: a registry may not redirect Signet from HTTPS to plain HTTP", from.Host, to.Host)
+	}
+	return nil
+}
+
+// isLoopback reports whether host (host or host:port) names this machine:
+// localhost (and *.localhost), a loopback address, or the unspecified
+// address (which Linux connects to loopback).
+func isLoopback(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }
 
 // redact drops the query, which for redirected blob reads carries a

@@ -68,6 +68,7 @@ type Recorder interface {
 const (
 	FailedNotReady  = "not_ready"
 	FailedNamespace = "namespace_read"
+	FailedBusy      = "busy"
 )
 
 // unavailable is Signet's own failure, never the image's: 503 Service
@@ -183,10 +184,12 @@ func (j *Judge) decide(ctx context.Context, obj client.Object, spec *corev1.PodS
 		}
 		objCtx.NamespaceLabels = nsObj.Labels
 	}
-	return j.Engine.Evaluate(ctx, j.Policies(), policy.Request{
-		Images: images, Object: objCtx, Keychain: pullSecretKeychain(&j.keychains, j.PullSecrets, obj.GetNamespace(), spec),
-		BreakGlass: reason,
-	}), nil
+	kc, kcID := pullSecretKeychain(&j.keychains, j.PullSecrets, obj.GetNamespace(), spec)
+	d := j.Engine.Evaluate(ctx, j.Policies(), policy.Request{Images: images, Object: objCtx, Keychain: kc, KeychainID: kcID, BreakGlass: reason})
+	if busy := d.Busy(); busy != "" && !d.Allowed() {
+		return policy.Decision{}, j.unavailable(FailedBusy, busy)
+	}
+	return d, nil
 }
 
 // Validator judges one Pod-bearing kind T (Pod, Deployment, …): CREATE

@@ -2,6 +2,8 @@ package admission
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"sync"
@@ -40,9 +42,15 @@ const maxKeychains = 1024
 // answered from the verdict cache makes no API call, and shared through
 // keychains for pullSecretTTL. ECR needs none of this: Signet's own
 // identity (IRSA, Pod Identity) reads ECR.
-func pullSecretKeychain(keychains *keychains, reader client.Reader, namespace string, spec *corev1.PodSpec) authn.Keychain {
+//
+// The second result fingerprints the credentials without reading them:
+// a hash of the namespace, service account and pull-secret names, which
+// name every secret the keychain may hold. The verdict cache shares
+// results other than Verified only within one fingerprint. Empty with no
+// keychain (Signet's own credentials).
+func pullSecretKeychain(keychains *keychains, reader client.Reader, namespace string, spec *corev1.PodSpec) (authn.Keychain, string) {
 	if reader == nil || namespace == "" {
-		return nil
+		return nil, ""
 	}
 	var secretNames []string
 	for _, s := range spec.ImagePullSecrets {
@@ -55,6 +63,7 @@ func pullSecretKeychain(keychains *keychains, reader client.Reader, namespace st
 		sa = "default"
 	}
 	key := namespace + "\x00" + sa + "\x00" + strings.Join(secretNames, ",")
+	sum := sha256.Sum256([]byte(key))
 	return keychains.get(key, func(ctx context.Context) (authn.Keychain, error) {
 		names := map[string]bool{}
 		for _, n := range secretNames {
@@ -81,7 +90,7 @@ func pullSecretKeychain(keychains *keychains, reader client.Reader, namespace st
 			secrets = append(secrets, s)
 		}
 		return kauth.NewFromPullSecrets(ctx, secrets)
-	})
+	}), hex.EncodeToString(sum[:16])
 }
 
 // keychains shares pull-secret keychains between admissions that would

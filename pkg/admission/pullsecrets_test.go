@@ -77,7 +77,7 @@ func TestPullSecretsAreReadOncePerServiceAccount(t *testing.T) {
 	pod := &corev1.PodSpec{ServiceAccountName: "app"}
 
 	for i := 0; i < 5; i++ {
-		if got := login(t, pullSecretKeychain(&kcs, reader, "team", pod)); got != "puller" {
+		if got := login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod))); got != "puller" {
 			t.Fatalf("admission %d logged in as %q, want the service account's pull secret (puller)", i, got)
 		}
 	}
@@ -86,16 +86,16 @@ func TestPullSecretsAreReadOncePerServiceAccount(t *testing.T) {
 	}
 
 	// Another service account, or other imagePullSecrets, are other reads.
-	login(t, pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{}))
-	login(t, pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{ServiceAccountName: "app",
-		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}}}))
+	login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{})))
+	login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", &corev1.PodSpec{ServiceAccountName: "app",
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}}})))
 	if got := reads.Load(); got != 5 {
 		t.Fatalf("reads = %d, want 5 (default service account; app with its secret named twice)", got)
 	}
 
 	// After the TTL, the objects are read again.
 	now = now.Add(pullSecretTTL)
-	login(t, pullSecretKeychain(&kcs, reader, "team", pod))
+	login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod)))
 	if got := reads.Load(); got != 7 {
 		t.Fatalf("reads after the TTL = %d, want 7", got)
 	}
@@ -110,14 +110,49 @@ func TestPullSecretsFailedReadIsNotShared(t *testing.T) {
 
 	// The read fails: the admission goes on with Signet's own (here no)
 	// credentials.
-	if got := login(t, pullSecretKeychain(&kcs, reader, "team", pod)); got != "" {
+	if got := login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod))); got != "" {
 		t.Fatalf("logged in as %q after a failed read, want anonymous", got)
 	}
 	fail.Store(false)
-	if got := login(t, pullSecretKeychain(&kcs, reader, "team", pod)); got != "puller" {
+	if got := login(t, kcOnly(pullSecretKeychain(&kcs, reader, "team", pod))); got != "puller" {
 		t.Fatalf("the admission after a failed read logged in as %q, want puller", got)
 	}
 	if got := reads.Load(); got != 3 {
 		t.Fatalf("reads = %d, want 3 (the failed one, then the service account and its secret)", got)
+	}
+}
+
+func kcOnly(kc authn.Keychain, _ string) authn.Keychain { return kc }
+
+// TestPullSecretFingerprint: the credentials' fingerprint names the
+// namespace, service account and pull secrets (never their contents), so
+// the verdict cache keeps one namespace's failures from another; Signet's
+// own credentials have none.
+func TestPullSecretFingerprint(t *testing.T) {
+	reader, reads := countingReader(t, nil)
+	var kcs keychains
+	id := func(ns string, spec *corev1.PodSpec) string {
+		_, fp := pullSecretKeychain(&kcs, reader, ns, spec)
+		return fp
+	}
+	app := &corev1.PodSpec{ServiceAccountName: "app"}
+	withSecrets := &corev1.PodSpec{ServiceAccountName: "app", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "b"}, {Name: "a"}, {Name: "b"}}}
+	sameSecrets := &corev1.PodSpec{ServiceAccountName: "app", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "a"}, {Name: "b"}}}
+	first := id("team", app)
+	if again := id("team", app); first != again || id("team", withSecrets) != id("team", sameSecrets) {
+		t.Fatal("the same namespace, service account and secrets must have one fingerprint")
+	}
+	distinct := map[string]bool{id("team", app): true, id("other", app): true, id("team", &corev1.PodSpec{}): true, id("team", withSecrets): true}
+	if len(distinct) != 4 {
+		t.Fatalf("namespaces, service accounts and secrets must each change the fingerprint: %v", distinct)
+	}
+	if len(id("team", app)) != 32 {
+		t.Fatalf("fingerprint %q, want 32 hex digits", id("team", app))
+	}
+	if _, fp := pullSecretKeychain(&kcs, nil, "team", app); fp != "" {
+		t.Fatalf("Signet's own credentials: fingerprint %q, want none", fp)
+	}
+	if reads.Load() != 0 {
+		t.Fatalf("fingerprinting read %d objects, want none (secrets are read when a registry needs them)", reads.Load())
 	}
 }

@@ -133,6 +133,11 @@ func (a *Auditor) evaluate(ctx context.Context, policies []*policy.Policy, pod *
 	d := a.Engine.Evaluate(ctx, policies, req)
 	pr := PodReport{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, AuditOnly: a.Exempt[pod.Namespace], BreakGlass: req.BreakGlass}
 	for i, r := range running {
+		if d.Refused != "" { // more images than Signet judges in one request
+			id := policy.ImageDecision{Path: r.Path, Image: r.Ref, Verdict: policy.VerdictDenied, Cause: d.Refused}
+			pr.Images = append(pr.Images, ImageReport{RunningImage: r, Decision: id, State: StateViolation})
+			continue
+		}
 		id := d.Images[i]
 		pr.Images = append(pr.Images, ImageReport{RunningImage: r, Decision: id, State: stateOf(id)})
 	}

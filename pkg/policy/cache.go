@@ -3,6 +3,7 @@ package policy
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -24,16 +25,26 @@ type CacheOptions struct {
 	// caller that started it gave up so that its retry hits the cache
 	// (default 30 s).
 	WorkTimeout time.Duration
+	// MaxConcurrent bounds the verifications that miss the cache and run at
+	// once in the process (0: unbounded). A caller waits for a slot until
+	// its context ends, then gets a ReasonBusy result, which is not cached.
+	MaxConcurrent int
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
 
 // VerdictCache is the one cache of verification results shared by every
 // caller (webhook handlers, the CLI), keyed by digest and verifier
-// identity. Concurrent identical verifications do the work once.
+// identity. A Verified result is shared by every caller; any other result,
+// and work in flight, only among callers with the same credentials
+// (Image.KeychainID): a Pod with bogus pull secrets must not get its
+// "access denied" served to another namespace. Concurrent identical
+// verifications do the work once.
 type VerdictCache struct {
 	opts  CacheOptions
 	group singleflight.Group
+	// slots holds one token per running verification (MaxConcurrent).
+	slots chan struct{}
 
 	mu      sync.Mutex
 	entries map[cacheKey]*list.Element
@@ -48,6 +59,9 @@ type CacheStats struct {
 
 type cacheKey struct {
 	digest, identity string
+	// keychain is Image.KeychainID for results other than Verified, and
+	// empty for Verified ones (and Signet's own credentials).
+	keychain string
 }
 
 type cacheEntry struct {
@@ -73,7 +87,11 @@ func NewVerdictCache(opts CacheOptions) *VerdictCache {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &VerdictCache{opts: opts, entries: map[cacheKey]*list.Element{}, lru: list.New()}
+	c := &VerdictCache{opts: opts, entries: map[cacheKey]*list.Element{}, lru: list.New()}
+	if opts.MaxConcurrent > 0 {
+		c.slots = make(chan struct{}, opts.MaxConcurrent)
+	}
+	return c
 }
 
 // Outcome says how Verify got its result, for metrics.
@@ -94,22 +112,46 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 	// The key is the repository and digest, not the reference as written:
 	// "app:v1@sha256:…" (a pinned Pod) and "app@sha256:…" (its resolved
 	// tag) are one verification.
-	key := cacheKey{digest: Repository(img.Ref) + "@" + img.Ref.DigestStr(), identity: v.Identity()}
-	if r, ok := c.get(key); ok {
+	shared := cacheKey{digest: Repository(img.Ref) + "@" + img.Ref.DigestStr(), identity: v.Identity()}
+	key := shared
+	key.keychain = img.KeychainID
+	if r, ok := c.get(shared, key, true); ok {
 		return r, OutcomeHit
+	}
+	if c.slots != nil {
+		select {
+		case c.slots <- struct{}{}:
+			defer func() { <-c.slots }()
+			// While this call waited, the verification it needs may have
+			// finished (a burst of one new image waits behind its first).
+			if r, ok := c.get(shared, key, false); ok {
+				return r, OutcomeHit
+			}
+		case <-ctx.Done():
+			return Result{
+				Image:     img.Ref.String(),
+				Authority: v.Describe(),
+				Reason:    ReasonBusy,
+				Cause:     fmt.Sprintf("Signet is busy: all %d verification slots (--max-concurrent-verifications) stayed taken until the admission's deadline", cap(c.slots)),
+			}, OutcomeMiss
+		}
 	}
 	// leader is set by the one call whose function runs. singleflight
 	// reports Shared to that call too once others joined it, so Shared
 	// alone cannot tell who did the work.
 	leader := false
-	ch := c.group.DoChan(key.digest+"\x00"+key.identity, func() (any, error) {
+	ch := c.group.DoChan(key.digest+"\x00"+key.identity+"\x00"+key.keychain, func() (any, error) {
 		leader = true
 		// The work belongs to every waiter, not to the first caller:
 		// keep its values (logger, request ID) but not its cancellation.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WorkTimeout)
 		defer cancel()
 		r := v.Verify(work, img)
-		c.put(key, r)
+		if r.Verified() {
+			c.put(shared, r)
+		} else {
+			c.put(key, r)
+		}
 		return r, nil
 	})
 	select {
@@ -163,23 +205,43 @@ func (c *VerdictCache) count(f func(*CacheStats)) {
 	c.mu.Unlock()
 }
 
-func (c *VerdictCache) get(key cacheKey) (Result, bool) {
+// get returns the live entry for own credentials (key), or a Verified one
+// from the shared key: a result other than Verified under the shared key
+// belongs to Signet's own credentials, which key is then too.
+// A miss is counted only when countMiss is set (a second look after
+// waiting for a slot is the same miss).
+func (c *VerdictCache) get(shared, key cacheKey, countMiss bool) (Result, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, k := range []cacheKey{shared, key} {
+		r, ok := c.live(k)
+		if ok && (k == key || r.Verified()) {
+			c.stats.Hits++
+			return r, true
+		}
+		if k == key {
+			break
+		}
+	}
+	if countMiss {
+		c.stats.Misses++
+	}
+	return Result{}, false
+}
+
+// live returns the unexpired entry under key; c.mu is held.
+func (c *VerdictCache) live(key cacheKey) (Result, bool) {
 	e, ok := c.entries[key]
 	if !ok {
-		c.stats.Misses++
 		return Result{}, false
 	}
 	entry := e.Value.(*cacheEntry)
 	if !c.opts.Now().Before(entry.expires) {
 		c.lru.Remove(e)
 		delete(c.entries, key)
-		c.stats.Misses++
 		return Result{}, false
 	}
 	c.lru.MoveToFront(e)
-	c.stats.Hits++
 	return entry.result, true
 }
 

@@ -258,3 +258,117 @@ func TestCacheNeverOutlivesWhatAVerdictReliedOn(t *testing.T) {
 		})
 	}
 }
+
+// credentialVerifier answers by the credentials asked with: refused for
+// "bogus", verified or not signed otherwise.
+type credentialVerifier struct {
+	calls  atomic.Int32
+	signed bool
+}
+
+func (v *credentialVerifier) Verify(_ context.Context, img Image) Result {
+	v.calls.Add(1)
+	r := Result{Image: img.Ref.String(), Authority: v.Describe(), Reason: ReasonNoSignature, Cause: "no signature found"}
+	switch {
+	case img.KeychainID == "bogus":
+		r.Reason, r.Cause, r.RegistryDenied = ReasonRegistryUnavailable, "registry denied access (HTTP 401)", true
+	case v.signed:
+		r.Reason, r.Cause = ReasonVerified, ""
+	}
+	return r
+}
+func (v *credentialVerifier) Identity() string { return "test;credentials" }
+func (v *credentialVerifier) Describe() string { return "test key" }
+
+// TestCacheSharesOnlyVerifiedAcrossCredentials: a result other than
+// Verified serves only requests with the same credentials; Verified
+// serves everyone.
+func TestCacheSharesOnlyVerifiedAcrossCredentials(t *testing.T) {
+	ctx := context.Background()
+	c := NewVerdictCache(newClock().opts())
+	v := &credentialVerifier{}
+	img := testImage(t, 1)
+	with := func(id string) Image { i := img; i.KeychainID = id; return i }
+
+	if r, o := c.Verify(ctx, v, with("bogus")); !r.RegistryDenied || o != OutcomeMiss {
+		t.Fatalf("bogus credentials: %+v %s", r, o)
+	}
+	if r, o := c.Verify(ctx, v, with("bogus")); !r.RegistryDenied || o != OutcomeHit {
+		t.Fatalf("bogus credentials again: %+v %s, want the cached refusal", r, o)
+	}
+	for _, id := range []string{"team-b", ""} {
+		if r, o := c.Verify(ctx, v, with(id)); r.Reason != ReasonNoSignature || o != OutcomeMiss {
+			t.Fatalf("credentials %q: %s %s, want their own verification", id, r.Reason, o)
+		}
+	}
+	// Signet's own "no signature" is not another namespace's either.
+	if _, o := c.Verify(ctx, v, with("team-c")); o != OutcomeMiss || v.calls.Load() != 4 {
+		t.Fatalf("team-c: %s after %d calls, want a fourth verification", o, v.calls.Load())
+	}
+
+	signedImg := testImage(t, 2)
+	sv := &credentialVerifier{signed: true}
+	signedImg.KeychainID = "team-b"
+	if r, o := c.Verify(ctx, sv, signedImg); !r.Verified() || o != OutcomeMiss {
+		t.Fatalf("signed: %s %s", r.Reason, o)
+	}
+	for _, id := range []string{"team-c", ""} {
+		signedImg.KeychainID = id
+		if r, o := c.Verify(ctx, sv, signedImg); !r.Verified() || o != OutcomeHit {
+			t.Fatalf("signed, credentials %q: %s %s, want the shared Verified", id, r.Reason, o)
+		}
+	}
+}
+
+// TestCacheSlotsDoNotRepeatWork: callers that waited for a verification
+// slot while the work they need was done by another are answered from the
+// cache, not by verifying again.
+func TestCacheSlotsDoNotRepeatWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewVerdictCache(CacheOptions{MaxConcurrent: 1})
+		v := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+		img := testImage(t, 1)
+		results := make(chan Outcome, 10)
+		for range 10 {
+			go func() {
+				_, o := c.Verify(context.Background(), v, img)
+				results <- o
+			}()
+		}
+		synctest.Wait() // one verifies, holding the slot; nine wait for it
+		close(v.gate)
+		outcomes := map[Outcome]int{}
+		for range 10 {
+			outcomes[<-results]++
+		}
+		if v.calls.Load() != 1 || outcomes[OutcomeMiss] != 1 || outcomes[OutcomeHit] != 9 {
+			t.Fatalf("%d verifications, outcomes %v; want 1 verification, 1 miss and 9 hits", v.calls.Load(), outcomes)
+		}
+	})
+}
+
+// TestCacheBusy: a caller that gets no verification slot before its
+// deadline is told Signet is busy, and that answer is not cached.
+func TestCacheBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewVerdictCache(CacheOptions{MaxConcurrent: 2})
+		held := &countingVerifier{reason: ReasonVerified, gate: make(chan struct{})}
+		for i := range 2 {
+			go c.Verify(context.Background(), held, testImage(t, byte(10+i)))
+		}
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		v := &countingVerifier{reason: ReasonVerified}
+		r, _ := c.Verify(ctx, v, testImage(t, 1))
+		want := "Signet is busy: all 2 verification slots (--max-concurrent-verifications) stayed taken until the admission's deadline"
+		if r.Reason != ReasonBusy || r.Cause != want || !r.Transient() || v.calls.Load() != 0 {
+			t.Fatalf("got %s %q after %d verifications, want %s %q after none", r.Reason, r.Cause, v.calls.Load(), ReasonBusy, want)
+		}
+		close(held.gate)
+		synctest.Wait()
+		if r, o := c.Verify(context.Background(), v, testImage(t, 1)); !r.Verified() || o != OutcomeMiss {
+			t.Fatalf("after the slots freed: %s %s, want a verification (busy is not cached)", r.Reason, o)
+		}
+	})
+}

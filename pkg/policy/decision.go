@@ -20,10 +20,16 @@ const (
 // Decision is the outcome for every image of a request, in request order.
 type Decision struct {
 	Images []ImageDecision
+	// Refused, when set, says why the request was refused as a whole
+	// before any image was judged (a limit); Images is then empty.
+	Refused string
 }
 
 // Allowed reports whether the object may be admitted.
 func (d Decision) Allowed() bool {
+	if d.Refused != "" {
+		return false
+	}
 	for _, i := range d.Images {
 		if i.Verdict == VerdictDenied {
 			return false
@@ -32,8 +38,28 @@ func (d Decision) Allowed() bool {
 	return true
 }
 
-// Denials are the one-line messages of denied images.
-func (d Decision) Denials() []string { return d.messages(VerdictDenied) }
+// Denials are the one-line messages of denied images, or the refusal.
+func (d Decision) Denials() []string {
+	if d.Refused != "" {
+		return []string{d.Refused}
+	}
+	return d.messages(VerdictDenied)
+}
+
+// Busy is the cause of the first verification that got no slot in time
+// (ReasonBusy): Signet's failure, not the image's. Empty when none.
+func (d Decision) Busy() string {
+	for _, i := range d.Images {
+		for _, p := range i.Policies {
+			for _, a := range p.Authorities {
+				if !p.Satisfied && a.Result.Reason == ReasonBusy {
+					return a.Result.Cause
+				}
+			}
+		}
+	}
+	return ""
+}
 
 // Warnings are what kubectl shows beside the decision: the one-line
 // messages of images admitted by break-glass and of admitted-with-warning

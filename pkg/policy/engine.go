@@ -52,6 +52,10 @@ type Engine struct {
 	ParseOptions []name.Option
 	// Observer, when set, is told about every verification (metrics).
 	Observer Observer
+	// MaxImages bounds the distinct images one request may name (0: no
+	// limit). A request over it is refused at once, before any registry
+	// or AWS call: one object must not cost Signet unbounded work.
+	MaxImages int
 
 	// resolving shares a tag resolution among concurrent admissions of the
 	// same tag (a rollout), so the registry sees one HEAD, not one per Pod.
@@ -79,6 +83,9 @@ type Request struct {
 	// BreakGlass is the request's break-glass reason, checked with
 	// BreakGlassReason; "" when it gave none.
 	BreakGlass string
+	// KeychainID fingerprints Keychain (see Image.KeychainID); empty when
+	// Keychain is nil.
+	KeychainID string
 }
 
 // Evaluate decides every image of req under policies. Identical image
@@ -94,6 +101,9 @@ func (e *Engine) Evaluate(ctx context.Context, policies []*Policy, req Request) 
 		if byRef[img.Ref] == nil {
 			byRef[img.Ref] = &work{}
 		}
+	}
+	if e.MaxImages > 0 && len(byRef) > e.MaxImages {
+		return Decision{Refused: fmt.Sprintf("the object names %d distinct images, more than the %d Signet judges in one request (--max-images-per-request): split the workload, or ask your cluster admin to raise the limit", len(byRef), e.MaxImages)}
 	}
 	var wg sync.WaitGroup
 	for _, img := range req.Images {
@@ -143,7 +153,13 @@ func (e *Engine) evaluateImage(ctx context.Context, policies []*Policy, ref stri
 		return id
 	}
 
-	digest, err := e.resolve(ctx, parsed, req.Keychain)
+	digest, err := e.resolve(ctx, parsed, req.Keychain, req.KeychainID)
+	if err != nil && req.Keychain != nil && denied(err) {
+		// The request's credentials were refused: Signet's own may read it.
+		if d, ownErr := e.resolve(ctx, parsed, nil, ""); ownErr == nil || !denied(ownErr) {
+			digest, err = d, ownErr
+		}
+	}
 	if err != nil {
 		// Nothing could be checked: every governing policy failed.
 		var failed []PolicyResult
@@ -162,7 +178,7 @@ func (e *Engine) evaluateImage(ctx context.Context, policies []*Policy, ref stri
 	}
 	id.Digest = digest.DigestStr()
 	id.Resolved = parsed.String() != digest.String()
-	img := Image{Ref: digest, Keychain: req.Keychain}
+	img := Image{Ref: digest, Keychain: req.Keychain, KeychainID: req.KeychainID}
 	for _, p := range governing {
 		id.Policies = append(id.Policies, e.evaluatePolicy(ctx, p, img))
 	}
@@ -191,14 +207,22 @@ func verdictOf(failed []PolicyResult) Verdict {
 	return VerdictWarned
 }
 
-func (e *Engine) resolve(ctx context.Context, ref name.Reference, kc authn.Keychain) (name.Digest, error) {
+// denied reports whether err says the registry refused the credentials.
+func denied(err error) bool {
+	var d interface{ Denied() bool }
+	return errors.As(err, &d) && d.Denied()
+}
+
+func (e *Engine) resolve(ctx context.Context, ref name.Reference, kc authn.Keychain, kcID string) (name.Digest, error) {
 	if d, ok := ref.(name.Digest); ok {
 		return d, nil
 	}
 	if e.Resolver == nil {
 		return name.Digest{}, fmt.Errorf("cannot resolve tag %q: no resolver", ref.Identifier())
 	}
-	ch := e.resolving.DoChan(ref.String(), func() (any, error) {
+	// Shared only among the same credentials: one namespace's refused pull
+	// secret must not fail another's resolution.
+	ch := e.resolving.DoChan(ref.String()+"\x00"+kcID, func() (any, error) {
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
 		defer cancel()
 		return e.Resolver.Resolve(work, ref, kc)
@@ -233,7 +257,7 @@ func (e *Engine) evaluatePolicy(ctx context.Context, p *Policy, img Image) Polic
 	}
 	for _, a := range p.Authorities {
 		begin := time.Now()
-		r, outcome := e.Cache.Verify(ctx, a.Verifier, img)
+		r, outcome := e.verify(ctx, a.Verifier, img)
 		if e.Observer != nil {
 			e.Observer.ObserveVerification(Scheme(a.Verifier), outcome, time.Since(begin))
 		}
@@ -245,4 +269,20 @@ func (e *Engine) evaluatePolicy(ctx context.Context, p *Policy, img Image) Polic
 		}
 	}
 	return pr
+}
+
+// verify asks the cache for v's verdict on img. When the registry refused
+// the request's credentials, Signet's own are tried before deciding: an
+// expired pull secret must not deny an image Signet itself can read. The
+// request's refusal stands only if Signet's credentials are refused too.
+func (e *Engine) verify(ctx context.Context, v Verifier, img Image) (Result, Outcome) {
+	r, outcome := e.Cache.Verify(ctx, v, img)
+	if !r.RegistryDenied || img.Keychain == nil {
+		return r, outcome
+	}
+	own, ownOutcome := e.Cache.Verify(ctx, v, Image{Ref: img.Ref})
+	if own.RegistryDenied {
+		return r, outcome
+	}
+	return own, ownOutcome
 }

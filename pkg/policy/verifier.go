@@ -46,9 +46,15 @@ type Image struct {
 
 	// Keychain supplies registry credentials for this request (for example
 	// a Pod's imagePullSecrets). Nil means the verifier's default keychain.
-	// Credentials only decide what may be read; a verdict is a fact about
-	// the digest and does not depend on who asked.
+	// Credentials decide what may be read: a verified digest is a fact
+	// about the digest whoever asked, but every other answer (access
+	// denied, not found, no signature) may be the credentials' doing.
 	Keychain authn.Keychain
+
+	// KeychainID fingerprints Keychain (never its secrets): the verdict
+	// cache shares results other than Verified only among requests with the
+	// same fingerprint. Empty: Signet's own credentials.
+	KeychainID string
 }
 
 // Reason is a machine-readable verification outcome.
@@ -84,13 +90,17 @@ const (
 	// ReasonLimitExceeded: the registry served more than Signet reads
 	// (manifest or payload too large, too many signatures, redirects).
 	ReasonLimitExceeded Reason = "LimitExceeded"
+	// ReasonBusy: every verification slot of the process stayed taken
+	// until the caller's deadline; nothing was checked (Signet's failure,
+	// transient).
+	ReasonBusy Reason = "Busy"
 )
 
 // Transient reports whether the outcome says nothing about the signature
 // itself: the same request may succeed once a registry or AWS recovers.
 func (r Reason) Transient() bool {
 	switch r {
-	case ReasonRegistryUnavailable, ReasonKeyUnavailable, ReasonRevocationUnavailable, ReasonTimeout:
+	case ReasonRegistryUnavailable, ReasonKeyUnavailable, ReasonRevocationUnavailable, ReasonTimeout, ReasonBusy:
 		return true
 	}
 	return false
@@ -116,6 +126,10 @@ type Result struct {
 	// (AWS Signer's revocation status): the verdict cache keeps the result
 	// no longer, so a revocation is noticed within one answer's lifetime.
 	ValidUntil time.Time
+	// RegistryDenied: the registry refused the credentials used (HTTP 401
+	// or 403). The engine then tries again with Signet's own credentials,
+	// and the cache keeps the answer for these credentials only.
+	RegistryDenied bool
 }
 
 // Verified reports whether the image is admitted by this authority.

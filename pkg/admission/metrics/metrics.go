@@ -74,7 +74,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result", "mode", "policy"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_admission_errors_total",
-			Help: "Admission requests Signet could not decide because Signet itself failed (answered 503, not counted as denials), by reason: not_ready (policies not compiled yet), namespace_read (namespace labels unreadable).",
+			Help: "Admission requests Signet could not decide because Signet itself failed (answered 503, not counted as denials), by reason: not_ready (policies not compiled yet), namespace_read (namespace labels unreadable), busy (no verification slot free before the deadline, --max-concurrent-verifications).",
 		}, []string{"reason"}),
 		breakGlass: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_break_glass_admissions_total",

@@ -31,6 +31,9 @@ type Config struct {
 	// RevocationTTL keeps AWS Signer revocation answers (default 10 min).
 	RevocationTTL time.Duration
 	UserAgent     string
+	// RegistryMaxConnsPerHost bounds connections to one registry host
+	// (0: oci.DefaultMaxConnsPerHost).
+	RegistryMaxConnsPerHost int
 	// ObserveRegistry and ObserveAWS, when set, are told about every
 	// registry request and every AWS call (the webhook's metrics).
 	ObserveRegistry func(host string, status int, err error, took time.Duration)
@@ -63,6 +66,7 @@ func New(ctx context.Context, cfg Config) (*Verifiers, error) {
 		InsecureRegistries: cfg.InsecureRegistries,
 		UserAgent:          cfg.UserAgent,
 		Observe:            cfg.ObserveRegistry,
+		MaxConnsPerHost:    cfg.RegistryMaxConnsPerHost,
 	})
 	signers := awsclient.NewSignerClients(awsCfg)
 	revocations, err := awssigner.NewRevocationChecker(awssigner.RevocationOptions{Clients: signers.ForRegion, TTL: cfg.RevocationTTL})

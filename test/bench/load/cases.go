@@ -61,6 +61,14 @@ func (b *bench) runCases(ctx context.Context) (*report, error) {
 	if err := b.policies(ctx); err != nil {
 		return nil, err
 	}
+	if b.cfg.WideOnly {
+		w.Stop()
+		if rep.Wide, err = b.wide(ctx); err != nil {
+			return nil, err
+		}
+		rep.Duration = time.Since(begin)
+		return rep, nil
+	}
 	imgs, err := b.prepare(ctx)
 	if err != nil {
 		return nil, err
@@ -116,6 +124,9 @@ func (b *bench) runCases(ctx context.Context) (*report, error) {
 	}
 	rep.Rows = append(rep.Rows, fill)
 	rep.Fill = mem
+	if rep.Wide, err = b.wide(ctx); err != nil {
+		return nil, err
+	}
 	rep.Duration = time.Since(begin)
 	rep.Facts.LoadEnd = loadavg()
 	rep.judge()

@@ -242,7 +242,7 @@ func podReview(namespace, name, image string, seq int) ([]byte, error) {
 		Request: &admissionv1.AdmissionRequest{
 			UID:         types.UID(fmt.Sprintf("10000000-0000-4000-8000-%012d", seq)),
 			Kind:        metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:    metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Resource:    podsResource,
 			RequestKind: &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 			Namespace:   namespace, Name: name, Operation: admissionv1.Create,
 			UserInfo: authenticationv1.UserInfo{Username: "system:serviceaccount:kube-system:replicaset-controller",
@@ -255,3 +255,6 @@ func podReview(namespace, name, image string, seq int) ([]byte, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// podsResource is the resource of every review the harness sends.
+var podsResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}

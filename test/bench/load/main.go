@@ -53,6 +53,7 @@ type config struct {
 	Before      string
 	Note        string
 	Webhook     string
+	WideOnly    bool
 	Args        []string // as given, for the report's command line
 }
 
@@ -73,6 +74,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.JSON, "json", "", "Also write the results as JSON to this file (for -before).")
 	fs.StringVar(&c.Before, "before", "", "A JSON file from an earlier run (-json): the report shows its numbers beside this run's.")
 	fs.StringVar(&c.Webhook, "webhook", "", "A webhook binary to run instead of building ./cmd/webhook.")
+	fs.BoolVar(&c.WideOnly, "wide-only", false, "Run only the wide case (a Pod of 10,000 containers against the images-per-request limit, on and off).")
 	fs.StringVar(&c.Note, "note", "", "What the measured webhook is, for the report (useful with -webhook).")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

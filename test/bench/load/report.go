@@ -26,6 +26,7 @@ type report struct {
 	Mixed      *mixedResult
 	MainMemory memory
 	Fill       fillResult
+	Wide       []wideResult
 	Targets    []target
 	Duration   time.Duration
 	Profiles   []profileReport
@@ -167,6 +168,14 @@ func (r *report) judge() {
 	r.Targets = append(r.Targets, target{fmt.Sprintf("RSS ≤ 128 MiB with %d cached verdicts", r.Cfg.Fill),
 		fmt.Sprintf("peak %s, %s after the fill (%.0f verdicts cached)", mib(r.Fill.Filled.HWM), mib(r.Fill.Filled.RSS), r.Fill.Entries),
 		r.Fill.Filled.HWM <= mib128 && int(r.Fill.Entries) == r.Cfg.Fill})
+	if len(r.Wide) > 0 {
+		// Issue 13: refused in well under a second, within the chart's
+		// memory limit (256 MiB), with no registry traffic.
+		w := r.Wide[0]
+		r.Targets = append(r.Targets, target{fmt.Sprintf("a Pod of %d images: refused in < 500 ms, no registry request, peak RSS ≤ 256 MiB", wideImages),
+			fmt.Sprintf("p50 %s ms, max %s ms over %d sends; %d registry requests; peak %s", ms(w.Client.P50), ms(w.Client.Max), w.Sends, w.Registry, mib(w.Memory.HWM)),
+			w.Client.Max < 500*time.Millisecond && w.Registry == 0 && w.Memory.HWM <= 256<<20 && w.Client.Errors == 0})
+	}
 }
 
 // measure is one line of the before/after comparison.
@@ -195,6 +204,10 @@ func (r *report) keyMeasures() []measure {
 		add(fmt.Sprintf("rollout of %d replicas: all Pods exist after (with / without the webhook)", r.Mixed.Replicas), fmt.Sprintf("%s / %s", r.Mixed.With.Round(time.Millisecond), r.Mixed.Without.Round(time.Millisecond)))
 	}
 	add(fmt.Sprintf("peak RSS with %d cached verdicts", r.Cfg.Fill), mib(r.Fill.Filled.HWM))
+	for _, w := range r.Wide {
+		add(fmt.Sprintf("a Pod of %d images, %s: p50 / max, registry requests, peak RSS", wideImages, w.Setup),
+			fmt.Sprintf("%s / %s ms, %d, %s", ms(w.Client.P50), ms(w.Client.Max), w.Registry, mib(w.Memory.HWM)))
+	}
 	return out
 }
 
@@ -295,6 +308,13 @@ var funcs = template.FuncMap{
 	},
 	"mib": mib,
 	"pct": pctString,
+	"clip": func(s string) string {
+		s = strings.ReplaceAll(strings.ReplaceAll(s, "|", "/"), "\n", " ")
+		if r := []rune(s); len(r) > 160 {
+			return string(r[:160]) + "…"
+		}
+		return s
+	},
 	"share": func(p float64) string {
 		if p < 0 {
 			return "not in the profile"

@@ -164,8 +164,13 @@ func setup(ctx context.Context, cfg *config, out io.Writer) (*bench, error) {
 
 // startWebhook starts a webhook for one part of the run.
 func (b *bench) startWebhook(name string) (*webhook, error) {
+	return b.startWebhookWith(name)
+}
+
+// startWebhookWith is startWebhook with flags added to the run's.
+func (b *bench) startWebhookWith(name string, flags ...string) (*webhook, error) {
 	log := filepath.Join(b.logDir, b.id+"-"+name+".log")
-	w, err := startWebhook(b.bin, b.kubeconfig, log, b.cfg.PprofDir != "", b.webhookFlg...)
+	w, err := startWebhook(b.bin, b.kubeconfig, log, b.cfg.PprofDir != "", append(append([]string(nil), b.webhookFlg...), flags...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func TestLimits(t *testing.T) {
 			ref, desc := f.image(t, host)
 			f.sign(t, ref, f.commercial, jwsType, attrs(versionARN), st)
 			var sig ocispec.Descriptor
-			if err := oci.Referrers(context.Background(), f.remote(t, ref.RegistryStr(), ref.RepositoryStr()), desc, "", func(d []ocispec.Descriptor) error {
+			if err := oci.Referrers(context.Background(), f.remote(t, ref.RegistryStr(), ref.RepositoryStr()), desc, "", oci.DefaultLimits, func(d []ocispec.Descriptor) error {
 				sig = d[0]
 				return nil
 			}); err != nil {

@@ -42,7 +42,7 @@ func (r *repository) Resolve(ctx context.Context, reference string) (ocispec.Des
 
 func (r *repository) ListSignatures(ctx context.Context, desc ocispec.Descriptor, fn func([]ocispec.Descriptor) error) error {
 	var fnErr error
-	err := oci.Referrers(ctx, r.remote, desc, registry.ArtifactTypeNotation, func(descs []ocispec.Descriptor) error {
+	err := oci.Referrers(ctx, r.remote, desc, registry.ArtifactTypeNotation, r.limits, func(descs []ocispec.Descriptor) error {
 		fnErr = fn(descs)
 		return fnErr
 	})

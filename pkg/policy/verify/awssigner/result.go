@@ -235,6 +235,7 @@ func registryVerdict(res policy.Result, s *session) policy.Result {
 			return withCause(res, policy.ReasonNoSignature, "image not found: the registry has no manifest "+digestOf(res.Image))
 		}
 	}
+	res.RegistryDenied = oci.ClassifyORAS(err) == oci.FailureDenied
 	repository, _, _ := strings.Cut(res.Image, "@")
 	return withCause(res, policy.ReasonRegistryUnavailable, oci.Describe(err, registryHost(res.Image), repository, what))
 }

@@ -34,6 +34,9 @@ func (r *run) verdict(res policy.Result, s *session) policy.Result {
 		}
 	}
 	if len(r.failures) > 0 {
+		for _, err := range r.failures {
+			res.RegistryDenied = res.RegistryDenied || oci.ClassifyORAS(err) == oci.FailureDenied
+		}
 		return withCause(res, policy.ReasonRegistryUnavailable, failureCause(r.failures[0], s))
 	}
 	for _, reason := range []policy.Reason{policy.ReasonDigestMismatch, policy.ReasonInvalidSignature} {
