@@ -33,12 +33,18 @@ type Content struct {
 	// Referrers are the referrers API's image index by subject digest; a
 	// subject with none gets an empty index.
 	Referrers map[string][]byte
+	// NoReferrersAPI answers the referrers API with 404, as registries
+	// without it do: clients fall back to the referrers tag schema.
+	NoReferrersAPI bool
 }
 
 // Manifest is a manifest's media type and bytes.
 type Manifest struct {
 	MediaType string
 	Body      []byte
+	// Digest, when set, is the Docker-Content-Digest sent, whatever the
+	// body hashes to: a manifest whose digest does not match its content.
+	Digest string
 }
 
 // NewContent returns empty content.
@@ -111,7 +117,10 @@ func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d := ref
-		if !strings.Contains(ref, ":") {
+		switch {
+		case m.Digest != "":
+			d = m.Digest
+		case !strings.Contains(ref, ":"):
 			d = Digest(m.Body)
 		}
 		write(w, r, m.MediaType, d, m.Body)
@@ -123,6 +132,10 @@ func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		write(w, r, "application/octet-stream", ref, b)
 	case "referrers":
+		if c.NoReferrersAPI {
+			notFound(w)
+			return
+		}
 		b, ok := c.Referrers[ref]
 		if !ok {
 			b = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
