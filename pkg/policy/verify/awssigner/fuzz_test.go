@@ -47,20 +47,8 @@ func signedContent(mediaType string, env []byte) string {
 // nothing verifies but a payload the trusted leaf signed for this image,
 // with the trusted profile's version as the signer.
 func FuzzVerify(f *testing.F) {
-	root := newRoot(f, "Signet Test Signer Code Signing Root CA G1")
-	trusted := newLeaf(f, newIntermediate(f, root, "Signet Test Signer us-west-2 Code Signing CA G1"), signerpki.Validity{})
-	foreign := newLeaf(f, newIntermediate(f, newRoot(f, "Foreign Root CA"), "Foreign Code Signing CA"), signerpki.Validity{})
-	rootsFile := filepath.Join(f.TempDir(), "roots.pem")
-	if err := os.WriteFile(rootsFile, root.PEM(), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	roots, err := awssigner.LoadRoots(rootsFile)
-	if err != nil {
-		f.Fatal(err)
-	}
-
-	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
-	subject := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(manifest), Size: int64(len(manifest))}
+	w := newStaticWorld(f)
+	trusted, foreign, subject := w.trusted, w.foreign, w.subject
 	another := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("another image"), Size: 300}
 	envelope := func(chain *signerpki.Chain, target ocispec.Descriptor, mediaType, version string) []byte {
 		env, err := chain.Envelope(target, mediaType, attrs(version))
@@ -81,43 +69,15 @@ func FuzzVerify(f *testing.F) {
 	}
 	f.Add([]byte(`{"payload":"","protected":"","header":{"x5c":[]},"signature":""}`), false)
 
-	reg := staticregistry.NewStatic(nil)
-	srv := httptest.NewServer(reg)
-	f.Cleanup(srv.Close)
-	ref, err := name.NewDigest(strings.TrimPrefix(srv.URL, "http://") + "/fuzz/app@" + subject.Digest.String())
-	if err != nil {
-		f.Fatal(err)
-	}
-	v, err := awssigner.New(awssigner.Options{Profiles: []string{profileARN}, Revocation: awssigner.RevocationSkip, Roots: roots, Registry: oci.New(oci.Options{})})
+	v, err := awssigner.New(awssigner.Options{Profiles: []string{profileARN}, Revocation: awssigner.RevocationSkip, Roots: w.roots, Registry: oci.New(oci.Options{})})
 	if err != nil {
 		f.Fatal(err)
 	}
 	check := func(tb testing.TB, env []byte, mediaType string) policy.Result {
-		c := staticregistry.NewContent()
-		c.Manifests[subject.Digest.String()] = staticregistry.Manifest{MediaType: subject.MediaType, Body: manifest}
-		config := c.AddBlob([]byte("{}"))
-		layer := c.AddBlob(env)
-		m, err := json.Marshal(map[string]any{
-			"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "artifactType": registry.ArtifactTypeNotation,
-			"config":  map[string]any{"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
-			"layers":  []any{map[string]any{"mediaType": mediaType, "digest": layer, "size": len(env)}},
-			"subject": subject,
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		md := c.AddManifest(ocispec.MediaTypeImageManifest, m)
-		c.Referrers[subject.Digest.String()], err = json.Marshal(map[string]any{
-			"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex,
-			"manifests": []any{map[string]any{"mediaType": ocispec.MediaTypeImageManifest, "digest": md, "size": len(m), "artifactType": registry.ArtifactTypeNotation}},
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		reg.Set(c)
+		w.serve(tb, env, mediaType)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return v.Verify(ctx, policy.Image{Ref: ref})
+		return v.Verify(ctx, policy.Image{Ref: w.ref})
 	}
 	// The seeds are what they claim: the fuzz starts from a signature that verifies.
 	for _, mt := range []string{jwsType, coseType} {
@@ -145,4 +105,62 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("an envelope the trusted profile never signed for this image verified (signer %q): %q", res.Signer, env)
 		}
 	})
+}
+
+// staticWorld is an image on a static registry on 127.0.0.1 whose one
+// Notation signature is whatever serve was last given, and a test PKI of
+// AWS Signer's shape whose root is the verifier's only trust anchor.
+type staticWorld struct {
+	roots            *awssigner.Roots
+	trusted, foreign *signerpki.Chain
+	manifest         []byte
+	subject          ocispec.Descriptor
+	reg              *staticregistry.Static
+	ref              name.Digest
+}
+
+func newStaticWorld(tb testing.TB) *staticWorld {
+	tb.Helper()
+	root := newRoot(tb, "Signet Test Signer Code Signing Root CA G1")
+	w := &staticWorld{
+		trusted:  newLeaf(tb, newIntermediate(tb, root, "Signet Test Signer us-west-2 Code Signing CA G1"), signerpki.Validity{}),
+		foreign:  newLeaf(tb, newIntermediate(tb, newRoot(tb, "Foreign Root CA"), "Foreign Code Signing CA"), signerpki.Validity{}),
+		manifest: []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`),
+		reg:      staticregistry.NewStatic(nil),
+	}
+	rootsFile := filepath.Join(tb.TempDir(), "roots.pem")
+	must(tb, os.WriteFile(rootsFile, root.PEM(), 0o600))
+	var err error
+	w.roots, err = awssigner.LoadRoots(rootsFile)
+	must(tb, err)
+	w.subject = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(w.manifest), Size: int64(len(w.manifest))}
+	srv := httptest.NewServer(w.reg)
+	tb.Cleanup(srv.Close)
+	w.ref, err = name.NewDigest(strings.TrimPrefix(srv.URL, "http://") + "/static/app@" + w.subject.Digest.String())
+	must(tb, err)
+	return w
+}
+
+// serve makes env (of mediaType) the image's one signature, listed by the
+// referrers API.
+func (w *staticWorld) serve(tb testing.TB, env []byte, mediaType string) {
+	tb.Helper()
+	c := staticregistry.NewContent()
+	c.Manifests[w.subject.Digest.String()] = staticregistry.Manifest{MediaType: w.subject.MediaType, Body: w.manifest}
+	config := c.AddBlob([]byte("{}"))
+	layer := c.AddBlob(env)
+	m, err := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "artifactType": registry.ArtifactTypeNotation,
+		"config":  map[string]any{"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+		"layers":  []any{map[string]any{"mediaType": mediaType, "digest": layer, "size": len(env)}},
+		"subject": w.subject,
+	})
+	must(tb, err)
+	md := c.AddManifest(ocispec.MediaTypeImageManifest, m)
+	c.Referrers[w.subject.Digest.String()], err = json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex,
+		"manifests": []any{map[string]any{"mediaType": ocispec.MediaTypeImageManifest, "digest": md, "size": len(m), "artifactType": registry.ArtifactTypeNotation}},
+	})
+	must(tb, err)
+	w.reg.Set(c)
 }
