@@ -3,6 +3,7 @@ package oci_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -187,26 +188,10 @@ func listReferrers(ctx context.Context, c *oci.Client, host string) (int, string
 		return listed, "", nil
 	}
 	var le *oci.LimitError
-	if ok := asLimit(err, &le); ok {
+	if errors.As(err, &le) {
 		return listed, le.Error(), nil
 	}
 	return listed, oci.Describe(err, host, repo.String(), "the image's referrers"), nil
-}
-
-func asLimit(err error, target **oci.LimitError) bool {
-	for e := err; e != nil; {
-		if le, ok := e.(*oci.LimitError); ok {
-			*target = le
-			return true
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() error }:
-			e = u.Unwrap()
-		default:
-			return false
-		}
-	}
-	return false
 }
 
 // measured runs fn and returns how long it took and how many bytes the
