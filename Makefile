@@ -47,6 +47,28 @@ e2e-kind: tools test-tools ## The same test/e2e suite against Signet installed w
 unit: ## Every test that needs no local stack (go test -short): seconds, no tools to build.
 	go test -short $(GO_TEST_FLAGS) ./...
 
+# Every fuzz target, as package:Target. Their seed corpora run as ordinary
+# tests in `make unit` and `make test`; `make fuzz` explores beyond them.
+FUZZ_TARGETS := \
+	./pkg/admission:FuzzAdmissionReview \
+	./pkg/policy:FuzzImageMeetsPolicies \
+	./pkg/policy/manifest:FuzzDecodePolicyFile \
+	./pkg/policy/verify/cosign:FuzzVerify \
+	./pkg/policy/verify/awssigner:FuzzVerify \
+	./internal/oci:FuzzReferrers
+FUZZTIME ?= 30s
+# Minimising each new input for go's default 60s stalls the count of
+# executions; a second keeps the corpus small enough.
+FUZZMINIMIZETIME ?= 1s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s), one worker each; a crash is written under the package's testdata/fuzz.
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$pkg $$name ($(FUZZTIME))"; \
+	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel 1 $$pkg || exit 1; \
+	done
+
 .PHONY: bench
 bench: ## Go benchmarks of the hot paths (warm admission, glob matching, cached verification).
 	go test -run '^$$' -bench . -benchmem -count 5 ./pkg/policy/ ./pkg/admission/

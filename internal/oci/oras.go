@@ -37,9 +37,16 @@ func (c *Client) OrasRepository(repo name.Repository, requestKeychain authn.Keyc
 		Client:           client,
 		Reference:        registry.Reference{Registry: host, Repository: repo.RepositoryStr()},
 		PlainHTTP:        c.PlainHTTP(host),
-		MaxMetadataBytes: c.limits.MaxResponseBytes,
+		MaxMetadataBytes: c.limits.MaxResponseBytes + 1,
 	}
 }
+
+// MaxMetadataBytes is one byte over the transport's cap on purpose:
+// oras-go cuts metadata bodies (referrers listings) at MaxMetadataBytes
+// without saying so, and a cut index then fails to decode ("unexpected
+// EOF"), which reads like a broken registry. One byte more lets the
+// transport's cap trip first, as the LimitError it is.
+func metadataLimit(repo *orasremote.Repository) int64 { return repo.MaxMetadataBytes - 1 }
 
 // credentialFromKeychain adapts a go-containerregistry keychain (docker
 // config, ECR, pull secrets) to oras-go. Credentials go only to the
@@ -152,10 +159,13 @@ func referrersByTag(ctx context.Context, repo *orasremote.Repository, subject oc
 		return nil, fmt.Errorf("reading referrers tag %s: %w", tag, err)
 	}
 	defer rc.Close()
-	if repo.MaxMetadataBytes > 0 && desc.Size > repo.MaxMetadataBytes {
-		return nil, &LimitError{What: "response body", Limit: repo.MaxMetadataBytes, URL: "referrers tag " + tag}
+	if limit := metadataLimit(repo); limit > 0 && desc.Size > limit {
+		return nil, &LimitError{What: "response body", Limit: limit, URL: "referrers tag " + tag}
 	}
 	b, err := content.ReadAll(rc, desc)
+	if errors.Is(err, content.ErrMismatchedDigest) {
+		return nil, &MalformedError{Err: fmt.Errorf("referrers tag %s does not match its digest %s", tag, desc.Digest)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading referrers tag %s: %w", tag, err)
 	}

@@ -124,6 +124,12 @@ func ParseImage(ref string, opts ...name.Option) (name.Reference, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q is not a valid image reference: %w", ref, err)
 	}
+	if reg := r.Context().RegistryStr(); !validRegistry(reg) {
+		// go-containerregistry takes ":443", "host:" and "a:1:2" for
+		// registries; folding the port away would leave no host, or a
+		// different one on a second reading.
+		return nil, fmt.Errorf("%q is not a valid image reference: registry %q is not a host name with an optional port", ref, reg)
+	}
 	host := strings.TrimSuffix(strings.ToLower(r.Context().RegistryStr()), defaultPort)
 	if dockerHubHosts[host] {
 		host = dockerHub
@@ -143,6 +149,23 @@ func ParseImage(ref string, opts ...name.Option) (name.Reference, error) {
 		return nil, fmt.Errorf("%q is not a valid image reference: %w", ref, err)
 	}
 	return c, nil
+}
+
+// validRegistry reports whether reg is a host name or IP address (IPv6 in
+// brackets) with an optional numeric port.
+func validRegistry(reg string) bool {
+	host := reg
+	if i := strings.LastIndex(reg, ":"); i >= 0 && !strings.HasSuffix(reg, "]") {
+		port := reg[i+1:]
+		if port == "" || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		host = reg[:i]
+	}
+	if strings.HasPrefix(host, "[") {
+		return len(host) > 2 && strings.HasSuffix(host, "]")
+	}
+	return host != "" && !strings.Contains(host, ":")
 }
 
 // lowerHost lower-cases the registry host of ref, if it names one (a first

@@ -95,6 +95,11 @@ func TestParseImage(t *testing.T) {
 		{ref: "Nginx", err: `"Nginx" is not a valid image reference: could not parse reference: Nginx`},
 		{ref: "nginx@sha256:abc", err: `"nginx@sha256:abc" is not a valid image reference: could not parse reference: nginx@sha256:abc`},
 		{ref: "", err: `"" is not a valid image reference: could not parse reference: `},
+		// Found by FuzzImageMeetsPolicies: registries without a host.
+		{ref: ":443:443/app", err: `":443:443/app" is not a valid image reference: registry ":443:443" is not a host name with an optional port`},
+		{ref: ":443/app", err: `":443/app" is not a valid image reference: registry ":443" is not a host name with an optional port`},
+		{ref: "registry.example.com:/app", err: `"registry.example.com:/app" is not a valid image reference: registry "registry.example.com:" is not a host name with an optional port`},
+		{ref: "[::1]:5000/app", repo: "[::1]:5000/app", identifier: "latest"},
 	}
 	for _, tt := range tests {
 		r, err := ParseImage(tt.ref)

@@ -214,28 +214,29 @@ func certificateHashes(chain []*x509.Certificate) []string {
 }
 
 // describeAWSError words an AWS SDK failure in a few words: the HTTP status
-// and error code, that the call timed out, or that Signer could not be
-// reached at all (the SDK then reports a response error with no status,
+// and error code, that the answer was not AWS Signer's (a proxy's or
+// captive portal's page), that the call timed out, or that Signer could not
+// be reached at all (the SDK then reports a response error with no status,
 // which would read as "HTTP 0").
 func describeAWSError(err error) string {
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return "no answer in time"
-	}
-	if errors.Is(err, context.Canceled) {
-		return "canceled"
-	}
+	timedOut := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return fmt.Sprintf("cannot resolve %s: %s", dns.Name, dns.Err)
-	}
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Sprintf("cannot connect to %s: %v", op.Addr, op.Err)
-	}
 	var re *awshttp.ResponseError
 	var ae smithy.APIError
+	var de *smithy.DeserializationError
 	switch {
+	case timedOut:
+		return "no answer in time"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.As(err, &dns):
+		return fmt.Sprintf("cannot resolve %s: %s", dns.Name, dns.Err)
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Sprintf("cannot connect to %s: %v", op.Addr, op.Err)
+	case errors.As(err, &re) && errors.As(err, &de):
+		return fmt.Sprintf("HTTP %d that is not an AWS Signer answer", re.HTTPStatusCode())
 	case errors.As(err, &re) && errors.As(err, &ae):
 		return fmt.Sprintf("HTTP %d %s", re.HTTPStatusCode(), ae.ErrorCode())
 	case errors.As(err, &re):

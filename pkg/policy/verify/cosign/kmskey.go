@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,7 +164,8 @@ func (k *KMSKey) fetch(ctx context.Context) (*publicKey, error) {
 
 // kmsError is a failed GetPublicKey, worded for a policy's status and a
 // denial: KMS's error code and message (and request ID, for AWS support)
-// when KMS answered, the SDK's account of the failure when it did not.
+// when KMS answered; that it did not answer in time, or answered what is
+// not KMS's API; the SDK's account of any other failure.
 type kmsError struct {
 	uri string
 	err error
@@ -172,6 +174,16 @@ type kmsError struct {
 func (e *kmsError) Error() string {
 	var ae smithy.APIError
 	if !errors.As(e.err, &ae) {
+		var ne net.Error
+		var re *awshttp.ResponseError
+		var de *smithy.DeserializationError
+		switch {
+		case errors.Is(e.err, context.DeadlineExceeded) || errors.As(e.err, &ne) && ne.Timeout():
+			return fmt.Sprintf("KMS GetPublicKey for %s: no answer in time", e.uri)
+		case errors.As(e.err, &re) && errors.As(e.err, &de):
+			// A proxy's or captive portal's page, not KMS's API.
+			return fmt.Sprintf("KMS GetPublicKey for %s: HTTP %d that is not a KMS answer", e.uri, re.HTTPStatusCode())
+		}
 		return fmt.Sprintf("KMS GetPublicKey for %s: %v", e.uri, e.err)
 	}
 	msg := fmt.Sprintf("KMS GetPublicKey for %s: %s: %s", e.uri, ae.ErrorCode(), ae.ErrorMessage())

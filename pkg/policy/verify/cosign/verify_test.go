@@ -144,7 +144,7 @@ func TestVerifyPEMKeys(t *testing.T) {
 
 // cosignKeyPair imports priv as `cosign import-key-pair` does and returns
 // the encrypted private key's file and the PEM public key.
-func cosignKeyPair(t *testing.T, priv crypto.Signer) (string, []byte) {
+func cosignKeyPair(t testing.TB, priv crypto.Signer) (string, []byte) {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
