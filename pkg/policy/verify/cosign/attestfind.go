@@ -52,7 +52,7 @@ func wanted(reqs []requirement, pt string) bool {
 // then the Sigstore bundle referrers that are not signatures. It stops at
 // the first registry failure or limit, returning what it read.
 func (s *session) attestationCandidates(h v1.Hash, reqs []requirement) ([]*attCandidate, error) {
-	s.budget, s.budgetWhat = s.limits.MaxSignatures, attestBudgetLimit
+	s.budget, s.budgetWhat, s.payloadWhat = s.limits.MaxSignatures, attestBudgetLimit, "attestation size"
 	var out []*attCandidate
 	tag := attTagName(h)
 	where := "the " + tag + " tag"

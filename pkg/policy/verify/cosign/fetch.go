@@ -30,8 +30,9 @@ type session struct {
 	opts   []remote.Option
 	limits oci.Limits
 	budget int
-	// budgetWhat is the LimitError.What of the budget being spent.
-	budgetWhat string
+	// budgetWhat and payloadWhat are the LimitError.What of the budget
+	// being spent and of the payload size: signatures', then attestations'.
+	budgetWhat, payloadWhat string
 
 	// The referrers listing, read once for signatures and attestations.
 	refs     []v1.Descriptor
@@ -51,13 +52,14 @@ func newSession(ctx context.Context, client *oci.Client, img policy.Image) (*ses
 		return nil, err
 	}
 	return &session{
-		ctx:        ctx,
-		digest:     d,
-		puller:     p,
-		opts:       append(opts, remote.Reuse(p)),
-		limits:     client.Limits(),
-		budget:     client.Limits().MaxSignatures,
-		budgetWhat: budgetLimit,
+		ctx:         ctx,
+		digest:      d,
+		puller:      p,
+		opts:        append(opts, remote.Reuse(p)),
+		limits:      client.Limits(),
+		budget:      client.Limits().MaxSignatures,
+		budgetWhat:  budgetLimit,
+		payloadWhat: "signature payload size",
 	}, nil
 }
 
@@ -104,7 +106,7 @@ func (s *session) manifest(ref name.Reference, what string) (*v1.Manifest, error
 func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 	limit := s.limits.MaxPayloadBytes
 	if desc.Size > limit {
-		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: limit,
+		return nil, &fetchError{what, &oci.LimitError{What: s.payloadWhat, Limit: limit,
 			URL: fmt.Sprintf("%s@%s (%d bytes)", s.digest.Context().Name(), desc.Digest, desc.Size)}}
 	}
 	layer, err := s.puller.Layer(s.ctx, s.digest.Context().Digest(desc.Digest.String()))
@@ -121,7 +123,7 @@ func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 		return nil, &fetchError{what, err}
 	}
 	if int64(len(b)) > limit {
-		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: limit,
+		return nil, &fetchError{what, &oci.LimitError{What: s.payloadWhat, Limit: limit,
 			URL: fmt.Sprintf("%s@%s", s.digest.Context().Name(), desc.Digest)}}
 	}
 	if int64(len(b)) != desc.Size {
