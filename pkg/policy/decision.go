@@ -172,6 +172,7 @@ const (
 	hintRevoked    = "The signature was revoked: deploy an image signed by a signing job that was not revoked."
 	hintExpired    = "The signature or its certificate expired: sign the image again."
 	hintLimit      = "The registry served more than Signet reads for one image: check the image's signatures."
+	hintAttest     = "Attest this digest in your pipeline (cosign attest with the authority's key) with a predicate that meets the policy."
 	hintBadRef     = "Fix the image reference."
 	hintUnreadable = "Check that the image exists and that the Pod's imagePullSecrets (or Signet's own registry credentials) can read it."
 )
@@ -267,6 +268,9 @@ func (p PolicyResult) failure(verb string) string {
 		hint = worseHint(hint, a.Result.Reason)
 	}
 	if len(order) == 1 {
+		if hint == hintAttest {
+			return fmt.Sprintf("%s: authority %s is not satisfied: %s. %s", head, strings.Join(names, " or "), clause(order[0]), hint)
+		}
 		return fmt.Sprintf("%s: no valid signature from authority %s: %s. %s", head, strings.Join(names, " or "), clause(order[0]), hint)
 	}
 	var clauses []string
@@ -290,6 +294,8 @@ func worseHint(current string, r Reason) string {
 		return hintExpired
 	case r == ReasonLimitExceeded && current == hintSign:
 		return hintLimit
+	case r == ReasonAttestationUnsatisfied && current == hintSign:
+		return hintAttest
 	}
 	return current
 }

@@ -94,6 +94,10 @@ const (
 	// until the caller's deadline; nothing was checked (Signet's failure,
 	// transient).
 	ReasonBusy Reason = "Busy"
+	// ReasonAttestationUnsatisfied: the signature verified, but an
+	// attestation the authority requires is missing, signed by another key,
+	// made for another digest, too old, or fails its condition.
+	ReasonAttestationUnsatisfied Reason = "AttestationUnsatisfied"
 )
 
 // Transient reports whether the outcome says nothing about the signature
@@ -130,6 +134,27 @@ type Result struct {
 	// or 403). The engine then tries again with Signet's own credentials,
 	// and the cache keeps the answer for these credentials only.
 	RegistryDenied bool
+	// Attestations are the checks of the attestations the authority
+	// requires, in the policy's order (empty when it requires none, or when
+	// its signature did not verify).
+	Attestations []AttestationResult
+}
+
+// AttestationResult is one required attestation's check.
+type AttestationResult struct {
+	Name          string
+	PredicateType string // the URI
+	Satisfied     bool
+	// Cause says why it is not satisfied, or which attestation satisfied it.
+	Cause string
+	// Found are the attestations of this type that were examined.
+	Found []AttestationFound
+}
+
+// AttestationFound is one attestation examined for a requirement.
+type AttestationFound struct {
+	Where  string // "the sha256-….att tag", "referrer sha256:…"
+	Result string // "satisfied", or why not
 }
 
 // Verified reports whether the image is admitted by this authority.

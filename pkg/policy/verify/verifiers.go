@@ -108,9 +108,16 @@ func (v *Verifiers) New(ctx context.Context, a v1alpha1.Authority, secretData []
 	case a.Key == nil:
 		return nil, &policy.InvalidAuthorityError{Field: "key", Msg: "set key or signer"}
 	case a.Key.KMS != "":
-		return cosign.NewKMS(ctx, v.KMSKeys, a.Key.KMS, cosign.Options{Registry: v.Registry})
+		cv, err := cosign.NewKMS(ctx, v.KMSKeys, a.Key.KMS, v.cosignOptions(a.Key))
+		if ae, ok := asAttestationError(err); ok {
+			return nil, ae
+		}
+		return cv, err
 	case a.Key.Data != "":
-		cv, err := cosign.NewPEM("", []byte(a.Key.Data), cosign.Options{Registry: v.Registry})
+		cv, err := cosign.NewPEM("", []byte(a.Key.Data), v.cosignOptions(a.Key))
+		if ae, ok := asAttestationError(err); ok {
+			return nil, ae
+		}
 		if err != nil {
 			return nil, &policy.InvalidAuthorityError{Field: "key.data", Value: "(PEM)", Msg: err.Error()}
 		}
@@ -118,11 +125,37 @@ func (v *Verifiers) New(ctx context.Context, a v1alpha1.Authority, secretData []
 	case a.Key.SecretRef != nil:
 		ref := a.Key.SecretRef
 		where := fmt.Sprintf("secret %s/%s key %s", ref.Namespace, ref.Name, ref.Key)
-		cv, err := cosign.NewPEM(where, secretData, cosign.Options{Registry: v.Registry})
+		cv, err := cosign.NewPEM(where, secretData, v.cosignOptions(a.Key))
+		if ae, ok := asAttestationError(err); ok {
+			return nil, ae
+		}
 		if err != nil {
 			return nil, &policy.InvalidAuthorityError{Field: "key.secretRef", Value: where, Msg: err.Error()}
 		}
 		return cv, nil
 	}
 	return nil, errors.New("authority has no key source")
+}
+
+// cosignOptions are the cosign verifier's options for one key authority.
+func (v *Verifiers) cosignOptions(k *v1alpha1.KeyAuthority) cosign.Options {
+	o := cosign.Options{Registry: v.Registry}
+	for _, a := range k.Attestations {
+		att := cosign.Attestation{Name: a.Name, PredicateType: a.PredicateType, Condition: a.Condition}
+		if a.MaxAge != nil {
+			att.MaxAge = a.MaxAge.Duration
+		}
+		o.Attestations = append(o.Attestations, att)
+	}
+	return o
+}
+
+// asAttestationError turns a requirement that does not compile into the
+// policy's field error: spec.authorities[i].key.attestations[j].condition.
+func asAttestationError(err error) (*policy.InvalidAuthorityError, bool) {
+	var ae *cosign.AttestationError
+	if !errors.As(err, &ae) {
+		return nil, false
+	}
+	return &policy.InvalidAuthorityError{Field: fmt.Sprintf("key.attestations[%d].%s", ae.Index, ae.Field), Value: ae.Value, Msg: ae.Msg}, true
 }

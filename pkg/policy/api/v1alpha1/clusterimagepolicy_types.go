@@ -181,6 +181,59 @@ type KeyAuthority struct {
 	// SecretRef names a Secret key holding a PEM-encoded public key.
 	// +optional
 	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+
+	// Attestations are in-toto attestations (cosign attest) the image must
+	// also carry, each signed by this same key and bound to the image's
+	// digest. The authority is satisfied only when its signature verifies
+	// AND every attestation listed here is present, young enough and meets
+	// its condition. Only key authorities take attestations.
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=map
+	// +listMapKey=name
+	Attestations []AttestationRequirement `json:"attestations,omitempty"`
+}
+
+// AttestationRequirement is one attestation a key authority requires.
+type AttestationRequirement struct {
+	// Name identifies the requirement in denials; a DNS label, unique
+	// within the authority.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="name must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+	Name string `json:"name"`
+
+	// PredicateType is the in-toto predicate type, as cosign attest --type
+	// takes it: one of cosign's short names (vuln, slsaprovenance,
+	// slsaprovenance02, slsaprovenance1, spdx, spdxjson, cyclonedx, link,
+	// openvex, custom), mapped to the URI exactly as cosign maps it, or the
+	// predicate type URI itself (e.g. https://slsa.dev/provenance/v1).
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self in ['custom', 'slsaprovenance', 'slsaprovenance02', 'slsaprovenance1', 'spdx', 'spdxjson', 'cyclonedx', 'link', 'vuln', 'openvex'] || self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s]+$')",message="predicateType must be one of cosign's short names (custom, slsaprovenance, slsaprovenance02, slsaprovenance1, spdx, spdxjson, cyclonedx, link, vuln, openvex) or a predicate type URI such as https://slsa.dev/provenance/v1"
+	PredicateType string `json:"predicateType"`
+
+	// MaxAge, when set, is how old the attestation may be: its age is
+	// measured from the time the predicate records (vuln:
+	// metadata.scanFinishedOn; slsaprovenance1: runDetails.metadata.finishedOn;
+	// slsaprovenance/slsaprovenance02: metadata.buildFinishedOn; spdx:
+	// creationInfo.created; cyclonedx: metadata.timestamp; custom and
+	// openvex: timestamp). An attestation of another type, or one without
+	// that field, cannot prove its age and fails a maxAge. See
+	// docs/attestations.md.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxAge must be a positive duration, e.g. 168h"
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+
+	// Condition, when set, is a CEL expression that must be true for the
+	// attestation: `predicate` is the decoded predicate, `statement` the
+	// in-toto statement without it (_type, predicateType, subject). It is
+	// compiled, and its cost bounded with Kubernetes' CEL limits, when the
+	// policy is applied. E.g. for vuln:
+	// !predicate.scanner.result.Results.exists(r, has(r.Vulnerabilities) && r.Vulnerabilities.exists(v, v.Severity == 'CRITICAL'))
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Condition string `json:"condition,omitempty"`
 }
 
 // SecretKeyReference names one key of one Secret. The webhook's service

@@ -30,6 +30,14 @@ type session struct {
 	opts   []remote.Option
 	limits oci.Limits
 	budget int
+	// budgetWhat and payloadWhat are the LimitError.What of the budget
+	// being spent and of the payload size: signatures', then attestations'.
+	budgetWhat, payloadWhat string
+
+	// The referrers listing, read once for signatures and attestations.
+	refs     []v1.Descriptor
+	refsErr  error
+	refsRead bool
 }
 
 func newSession(ctx context.Context, client *oci.Client, img policy.Image) (*session, error) {
@@ -44,12 +52,14 @@ func newSession(ctx context.Context, client *oci.Client, img policy.Image) (*ses
 		return nil, err
 	}
 	return &session{
-		ctx:    ctx,
-		digest: d,
-		puller: p,
-		opts:   append(opts, remote.Reuse(p)),
-		limits: client.Limits(),
-		budget: client.Limits().MaxSignatures,
+		ctx:         ctx,
+		digest:      d,
+		puller:      p,
+		opts:        append(opts, remote.Reuse(p)),
+		limits:      client.Limits(),
+		budget:      client.Limits().MaxSignatures,
+		budgetWhat:  budgetLimit,
+		payloadWhat: "signature payload size",
 	}, nil
 }
 
@@ -68,7 +78,7 @@ const budgetLimit = "signatures examined per image"
 // take spends one unit of the signature budget.
 func (s *session) take() error {
 	if s.budget <= 0 {
-		return &oci.LimitError{What: budgetLimit, Limit: int64(s.limits.MaxSignatures)}
+		return &oci.LimitError{What: s.budgetWhat, Limit: int64(s.limits.MaxSignatures)}
 	}
 	s.budget--
 	return nil
@@ -96,7 +106,7 @@ func (s *session) manifest(ref name.Reference, what string) (*v1.Manifest, error
 func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 	limit := s.limits.MaxPayloadBytes
 	if desc.Size > limit {
-		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: limit,
+		return nil, &fetchError{what, &oci.LimitError{What: s.payloadWhat, Limit: limit,
 			URL: fmt.Sprintf("%s@%s (%d bytes)", s.digest.Context().Name(), desc.Digest, desc.Size)}}
 	}
 	layer, err := s.puller.Layer(s.ctx, s.digest.Context().Digest(desc.Digest.String()))
@@ -113,7 +123,7 @@ func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 		return nil, &fetchError{what, err}
 	}
 	if int64(len(b)) > limit {
-		return nil, &fetchError{what, &oci.LimitError{What: "signature payload size", Limit: limit,
+		return nil, &fetchError{what, &oci.LimitError{What: s.payloadWhat, Limit: limit,
 			URL: fmt.Sprintf("%s@%s", s.digest.Context().Name(), desc.Digest)}}
 	}
 	if int64(len(b)) != desc.Size {
@@ -126,6 +136,14 @@ func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 // referrers API, or, where the registry has none, the referrers tag schema
 // (the sha256-<hex> index tag). go-containerregistry does both.
 func (s *session) referrers() ([]v1.Descriptor, error) {
+	if !s.refsRead {
+		s.refs, s.refsErr = s.readReferrers()
+		s.refsRead = true
+	}
+	return s.refs, s.refsErr
+}
+
+func (s *session) readReferrers() ([]v1.Descriptor, error) {
 	what := "the referrers of " + s.digest.DigestStr()
 	idx, err := remote.Referrers(s.digest, s.opts...)
 	if err != nil {

@@ -3,6 +3,7 @@ package cosign
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/signet-dev/signet/internal/oci"
 )
@@ -26,6 +27,10 @@ type Options struct {
 	Registry *oci.Client
 	// Tlog is the transparency-log policy; "" means TlogNone.
 	Tlog TlogPolicy
+	// Attestations are required besides the signature (key.attestations).
+	Attestations []Attestation
+	// Now is the clock attestation ages are measured with; nil: time.Now.
+	Now func() time.Time
 }
 
 func (o *Options) complete() error {
@@ -38,6 +43,9 @@ func (o *Options) complete() error {
 	case TlogNone:
 	default:
 		return fmt.Errorf("cosign verifier: transparency-log policy %q is not supported (only %q)", o.Tlog, TlogNone)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return nil
 }

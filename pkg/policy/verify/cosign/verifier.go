@@ -14,8 +14,12 @@ package cosign
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/signet-dev/signet/pkg/policy"
 )
@@ -34,6 +38,27 @@ type Verifier struct {
 	key      keySource
 	opts     Options
 	tlog     TlogPolicy
+	reqs     []requirement
+	// reqsID names the requirements in Identity.
+	reqsID string
+}
+
+func (v *Verifier) now() time.Time { return v.opts.Now() }
+
+// withRequirements compiles opts.Attestations into v; an error is an
+// *AttestationError.
+func (v *Verifier) withRequirements() (*Verifier, error) {
+	reqs, err := compileRequirements(v.opts.Attestations, v.opts.Registry.Limits().MaxPayloadBytes)
+	if err != nil {
+		return nil, err
+	}
+	v.reqs = reqs
+	if len(reqs) > 0 {
+		b, _ := json.Marshal(v.opts.Attestations)
+		sum := sha256.Sum256(b)
+		v.reqsID = hex.EncodeToString(sum[:8])
+	}
+	return v, nil
 }
 
 var _ policy.Verifier = (*Verifier)(nil)
@@ -45,11 +70,18 @@ func NewKMS(ctx context.Context, keys *KMSKeys, uri string, opts Options) (*Veri
 	if err := opts.complete(); err != nil {
 		return nil, err
 	}
+	// A requirement that does not compile is the policy's fault, whether
+	// or not the key can be read now.
+	v, err := (&Verifier{describe: uri, opts: opts, tlog: opts.Tlog}).withRequirements()
+	if err != nil {
+		return nil, err
+	}
 	k, err := keys.Get(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{describe: uri, key: k, opts: opts, tlog: opts.Tlog}, nil
+	v.key = k
+	return v, nil
 }
 
 // NewPEM builds the verifier for key.data or key.secretRef from the PEM
@@ -71,7 +103,7 @@ func NewPEM(name string, pem []byte, opts Options) (*Verifier, error) {
 	if name == "" {
 		name = "public key " + k.short()
 	}
-	return &Verifier{describe: name, key: staticKey{k}, opts: opts, tlog: opts.Tlog}, nil
+	return (&Verifier{describe: name, key: staticKey{k}, opts: opts, tlog: opts.Tlog}).withRequirements()
 }
 
 // staticKey is a PEM key: it never changes.
@@ -88,7 +120,13 @@ func (v *Verifier) Identity() string {
 	if err != nil {
 		return "cosign;unavailable;" + v.describe
 	}
-	return fmt.Sprintf("cosign;key=%s;schemes=%s;tlog=%s", k.fingerprint, strings.Join(k.schemes, ","), v.tlog)
+	id := fmt.Sprintf("cosign;key=%s;schemes=%s;tlog=%s", k.fingerprint, strings.Join(k.schemes, ","), v.tlog)
+	if v.reqsID != "" {
+		// Two policies trusting one key but requiring different
+		// attestations reach different verdicts.
+		id += ";attestations=" + v.reqsID
+	}
+	return id
 }
 
 // Describe is the key URI, or the PEM key's name.

@@ -39,7 +39,7 @@ func (v *Verifier) Verify(ctx context.Context, img policy.Image) policy.Result {
 	var r run
 	cands, err := s.legacyCandidates(h)
 	if o, ok := r.try(ctx, v, key, cands, err, h); ok {
-		return verified(res, key, o)
+		return v.attested(ctx, s, key, h, verified(res, key, o))
 	}
 	if !r.budgetSpent {
 		descs, err := s.referrers()
@@ -47,7 +47,7 @@ func (v *Verifier) Verify(ctx context.Context, img policy.Image) policy.Result {
 		for _, d := range signatureReferrers(descs) {
 			cands, err := s.referrerCandidates(d)
 			if o, ok := r.try(ctx, v, key, cands, err, h); ok {
-				return verified(res, key, o)
+				return v.attested(ctx, s, key, h, verified(res, key, o))
 			}
 			if r.budgetSpent {
 				break
@@ -62,13 +62,22 @@ func (v *Verifier) Verify(ctx context.Context, img policy.Image) policy.Result {
 			for _, c := range r.found {
 				o := v.check(ctx, key, c, h)
 				if o.reason == policy.ReasonVerified {
-					return verified(res, key, o)
+					return v.attested(ctx, s, key, h, verified(res, key, o))
 				}
 				r.outcomes = append(r.outcomes, o)
 			}
 		}
 	}
 	return r.verdict(res, s)
+}
+
+// attested checks the required attestations of an image whose signature
+// verified (see attest).
+func (v *Verifier) attested(ctx context.Context, s *session, key *publicKey, h v1.Hash, res policy.Result) policy.Result {
+	if len(v.reqs) == 0 {
+		return res
+	}
+	return v.attest(ctx, s, key, h, res)
 }
 
 // run collects what one verification found.

@@ -1,0 +1,78 @@
+package cosign
+
+import (
+	"context"
+	"testing"
+
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
+
+	"github.com/signet-dev/signet/test/fixtures"
+)
+
+// Signet maps cosign's short predicate types exactly as `cosign attest
+// --type` does.
+func TestPredicateTypesAreCosigns(t *testing.T) {
+	if len(predicateTypes) != len(options.PredicateTypeMap) {
+		t.Fatalf("Signet knows %d short names, cosign %d: %v", len(predicateTypes), len(options.PredicateTypeMap), options.PredicateTypeMap)
+	}
+	for short, uri := range options.PredicateTypeMap {
+		got, err := PredicateTypeURI(short)
+		if err != nil || got != uri {
+			t.Errorf("PredicateTypeURI(%q) = %q, %v; cosign maps it to %q", short, got, err, uri)
+		}
+		want, _ := options.ParsePredicateType(short)
+		if got != want {
+			t.Errorf("%q: %q, cosign's ParsePredicateType %q", short, got, want)
+		}
+	}
+	if got, err := PredicateTypeURI("https://example.com/predicate/v1"); err != nil || got != "https://example.com/predicate/v1" {
+		t.Errorf("a URI: %q, %v", got, err)
+	}
+	if _, err := PredicateTypeURI("sbom"); err == nil || err.Error() != `"sbom" is neither one of cosign's predicate types (custom, slsaprovenance, slsaprovenance02, slsaprovenance1, spdx, spdxjson, cyclonedx, link, vuln, openvex) nor a URI` {
+		t.Errorf("sbom: %v", err)
+	}
+}
+
+func TestCompileCondition(t *testing.T) {
+	for _, tc := range []struct {
+		expr, err string
+	}{
+		{fixtures.NoCriticalCondition, ""},
+		{fixtures.BuilderCondition, ""},
+		{`statement.predicateType == 'https://slsa.dev/provenance/v1' && statement.subject.size() == 1`, ""},
+		{`predicate.metadata.scanFinishedOn.matches('^2026-')`, ""},
+		{`predicate.a + 1`, "must evaluate to a bool, not int"},
+		{`pred.a == 1`, "ERROR: <input>:1:1: undeclared reference to 'pred' (in container '')\n | pred.a == 1\n | ^"},
+		// A cross product of the predicate's lists: 524288² iterations
+		// over a 1 MiB statement.
+		{`predicate.a.all(x, predicate.a.all(y, x == y))`, "estimated cost 1649270063106 exceeds Kubernetes' per-expression limit 10000000 (worst case over a 1048576-byte statement): avoid nesting loops over lists of the predicate that are not each other's elements"},
+	} {
+		_, err := compileCondition(tc.expr, 1<<20)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.err {
+			t.Errorf("compileCondition(%s)\n = %q\nwant %q", tc.expr, got, tc.err)
+		}
+	}
+}
+
+func TestConditionRuntime(t *testing.T) {
+	c, err := compileCondition(`predicate.n.all(x, x > 0)`, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := make([]any, 400000)
+	for i := range huge {
+		huge[i] = float64(i + 1)
+	}
+	// The per-call limit stops a condition over a predicate that is
+	// larger than its estimate assumed.
+	if _, err := c.eval(context.Background(), map[string]any{"n": huge}, nil); err == nil || err.Error() != "operation cancelled: actual cost limit exceeded" {
+		t.Fatalf("eval = %v", err)
+	}
+	if ok, err := c.eval(context.Background(), map[string]any{"n": []any{1.0, 2.0}}, nil); !ok || err != nil {
+		t.Fatalf("eval = %v, %v", ok, err)
+	}
+}
