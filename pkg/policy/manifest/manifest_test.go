@@ -7,6 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel/model"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	"k8s.io/apiserver/pkg/cel/environment"
+
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 )
 
@@ -92,5 +98,46 @@ spec:
 	ps, err := s.Decode(context.Background(), "-", strings.NewReader(doc))
 	if err != nil || len(ps) != 2 || ps[1].Spec.Mode != v1alpha1.ModeWarn || ps[1].Spec.Authorities[0].Signer.Revocation != v1alpha1.RevocationEnforce {
 		t.Fatalf("got %d policies, %v", len(ps), err)
+	}
+}
+
+// The API server compiles a CRD's rules only when a field they guard is set, so
+// a rule that does not compile shows up first on a user's policy (or in the
+// demo). Compile every rule here, as the API server would, so it fails the build.
+func TestEveryCRDRuleCompiles(t *testing.T) {
+	s, err := NewSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := 0
+	var walk func(path string, node *structuralschema.Structural, root bool)
+	walk = func(path string, node *structuralschema.Structural, root bool) {
+		if node == nil {
+			return
+		}
+		if len(node.XValidations) > 0 {
+			results, err := cel.Compile(node, model.SchemaDeclType(node, root), celconfig.PerCallLimit,
+				environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()), cel.StoredExpressionsEnvLoader())
+			if err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+			for i, r := range results {
+				rules++
+				if r.Error != nil {
+					t.Errorf("%s: rule %q: %v", path, node.XValidations[i].Rule, r.Error)
+				}
+			}
+		}
+		for name, p := range node.Properties {
+			walk(path+"."+name, &p, false)
+		}
+		walk(path+"[*]", node.Items, false)
+		if node.AdditionalProperties != nil {
+			walk(path+"{*}", node.AdditionalProperties.Structural, false)
+		}
+	}
+	walk("", s.structural, true)
+	if rules < 10 {
+		t.Fatalf("compiled %d rules; the walk missed the schema", rules)
 	}
 }

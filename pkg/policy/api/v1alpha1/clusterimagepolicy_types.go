@@ -210,7 +210,7 @@ type AttestationRequirement struct {
 	// predicate type URI itself (e.g. https://slsa.dev/provenance/v1).
 	// +required
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:XValidation:rule="self in ['custom', 'slsaprovenance', 'slsaprovenance02', 'slsaprovenance1', 'spdx', 'spdxjson', 'cyclonedx', 'link', 'vuln', 'openvex'] || self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s]+$')",message="predicateType must be one of cosign's short names (custom, slsaprovenance, slsaprovenance02, slsaprovenance1, spdx, spdxjson, cyclonedx, link, vuln, openvex) or a predicate type URI such as https://slsa.dev/provenance/v1"
+	// +kubebuilder:validation:XValidation:rule="self in ['custom', 'slsaprovenance', 'slsaprovenance02', 'slsaprovenance1', 'spdx', 'spdxjson', 'cyclonedx', 'link', 'vuln', 'openvex'] || self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\\\s]+$')",message="predicateType must be one of cosign's short names (custom, slsaprovenance, slsaprovenance02, slsaprovenance1, spdx, spdxjson, cyclonedx, link, vuln, openvex) or a predicate type URI such as https://slsa.dev/provenance/v1"
 	PredicateType string `json:"predicateType"`
 
 	// MaxAge, when set, is how old the attestation may be: its age is
