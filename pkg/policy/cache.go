@@ -139,9 +139,17 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 	// leader is set by the one call whose function runs. singleflight
 	// reports Shared to that call too once others joined it, so Shared
 	// alone cannot tell who did the work.
-	leader := false
+	leader, hit := false, false
 	ch := c.group.DoChan(key.digest+"\x00"+key.identity+"\x00"+key.keychain, func() (any, error) {
 		leader = true
+		// A call that missed the cache just before the previous
+		// verification filled it, and reached the group just after that
+		// verification left it, starts a new group: look once more
+		// instead of verifying the same digest twice.
+		if r, ok := c.get(shared, key, false); ok {
+			hit = true
+			return r, nil
+		}
 		// The work belongs to every waiter, not to the first caller:
 		// keep its values (logger, request ID) but not its cancellation.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WorkTimeout)
@@ -157,7 +165,10 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 	select {
 	case res := <-ch:
 		outcome := OutcomeMiss
-		if !leader {
+		switch {
+		case hit:
+			outcome = OutcomeHit
+		case !leader:
 			outcome = OutcomeShared
 			c.count(func(s *CacheStats) { s.Shared++ })
 		}

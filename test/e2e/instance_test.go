@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -70,4 +72,20 @@ func (h *harness) plainNamespace(t *testing.T, labels map[string]string) string 
 	}
 	t.Cleanup(func() { _ = h.cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 	return ns.Name
+}
+
+// whenCompiled runs create until Signet answers with something other than
+// "not ready". An instance started before a policy compiles it shortly after
+// the shared webhook has marked it Ready (each process compiles on its own),
+// and until then it answers 503 asking the client to retry, as this does.
+func whenCompiled(t *testing.T, create func() error) error {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := create()
+		if err == nil || !strings.Contains(err.Error(), "Signet is not ready to judge images") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
