@@ -168,6 +168,30 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
 		}
 	})
+	t.Run("attestation conditions refused as the policy webhook refuses them: exit 2", func(t *testing.T) {
+		for _, tc := range []struct{ cond, why string }{
+			{fixtures.UndeclaredCondition, fixtures.UndeclaredConditionError},
+			{fixtures.CrossProductCondition, fixtures.CrossProductConditionError},
+		} {
+			p := filepath.Join(t.TempDir(), "cel.yaml")
+			writeFile(t, p, mustRead(t, f.policyFile)+fmt.Sprintf("      attestations:\n      - name: scan\n        predicateType: vuln\n        condition: %q\n", tc.cond))
+			code, out, errOut := f.run(t, "", "verify", "--policy", p, f.signed)
+			want := fmt.Sprintf("signet verify: %s: ClusterImagePolicy \"cli-test\" is invalid: spec.authorities[0].key.attestations[0].condition: Invalid value: %q: invalid CEL condition: %s\n", p, tc.cond, tc.why)
+			if code != 2 || out != "" || errOut != want {
+				t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
+			}
+		}
+	})
+	t.Run("a signer authority listing attestations: exit 2, the CRD's words", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "signer.yaml")
+		writeFile(t, p, "apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: signer}\nspec:\n  images: [{glob: \"x.example.com/**\"}]\n"+
+			"  authorities:\n  - name: ecr-signing\n    signer:\n      profiles: [\"arn:aws:signer:us-east-1:123456789012:/signing-profiles/P1\"]\n      attestations:\n      - {name: scan, predicateType: vuln}\n")
+		code, out, errOut := f.run(t, "", "verify", "--policy", p, f.signed)
+		want := fmt.Sprintf("signet verify: %s: ClusterImagePolicy \"signer\" is invalid: spec.authorities[0].signer.attestations: Invalid value: a signer authority cannot require attestations: Signet checks in-toto attestations made with cosign attest and a cosign key; list them under key.attestations of a key authority that trusts the key your pipeline attests with\n", p)
+		if code != 2 || out != "" || errOut != want {
+			t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
+		}
+	})
 	t.Run("usage errors: exit 2", func(t *testing.T) {
 		code, _, errOut := f.run(t, "", "verify", "--output=yaml", f.signed)
 		want := "signet verify: no --policy given: name the ClusterImagePolicy files the cluster uses\n--output \"yaml\": must be text or json\n"
