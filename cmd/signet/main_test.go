@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signet-dev/signet/test/fixtures"
 	"github.com/signet-dev/signet/test/stack"
@@ -21,6 +23,7 @@ import (
 // test server and one not.
 type cliFixture struct {
 	bin, policyFile  string
+	binDir           string // the cosign CLIs
 	signed, unsigned string // tag references
 	signedDigest     string
 	unsignedDigest   string
@@ -37,7 +40,7 @@ func newCLIFixture(t *testing.T) *cliFixture {
 	if _, err := os.Stat(cosignBin); err != nil {
 		t.Fatalf("the cosign CLI is not built: run `make test-tools` (%v)", err)
 	}
-	f := &cliFixture{bin: filepath.Join(t.TempDir(), "signet"), env: os.Environ()}
+	f := &cliFixture{bin: filepath.Join(t.TempDir(), "signet"), binDir: filepath.Dir(cosignBin), env: os.Environ()}
 	if out, err := exec.Command("go", "build", "-o", f.bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -168,6 +171,30 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
 		}
 	})
+	t.Run("attestation conditions refused as the policy webhook refuses them: exit 2", func(t *testing.T) {
+		for _, tc := range []struct{ cond, why string }{
+			{fixtures.UndeclaredCondition, fixtures.UndeclaredConditionError},
+			{fixtures.CrossProductCondition, fixtures.CrossProductConditionError},
+		} {
+			p := filepath.Join(t.TempDir(), "cel.yaml")
+			writeFile(t, p, mustRead(t, f.policyFile)+fmt.Sprintf("      attestations:\n      - name: scan\n        predicateType: vuln\n        condition: %q\n", tc.cond))
+			code, out, errOut := f.run(t, "", "verify", "--policy", p, f.signed)
+			want := fmt.Sprintf("signet verify: %s: ClusterImagePolicy \"cli-test\" is invalid: spec.authorities[0].key.attestations[0].condition: Invalid value: %q: invalid CEL condition: %s\n", p, tc.cond, tc.why)
+			if code != 2 || out != "" || errOut != want {
+				t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
+			}
+		}
+	})
+	t.Run("a signer authority listing attestations: exit 2, the CRD's words", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "signer.yaml")
+		writeFile(t, p, "apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: signer}\nspec:\n  images: [{glob: \"x.example.com/**\"}]\n"+
+			"  authorities:\n  - name: ecr-signing\n    signer:\n      profiles: [\"arn:aws:signer:us-east-1:123456789012:/signing-profiles/P1\"]\n      attestations:\n      - {name: scan, predicateType: vuln}\n")
+		code, out, errOut := f.run(t, "", "verify", "--policy", p, f.signed)
+		want := fmt.Sprintf("signet verify: %s: ClusterImagePolicy \"signer\" is invalid: spec.authorities[0].signer.attestations: Invalid value: a signer authority cannot require attestations: Signet checks in-toto attestations made with cosign attest and a cosign key; list them under key.attestations of a key authority that trusts the key your pipeline attests with\n", p)
+		if code != 2 || out != "" || errOut != want {
+			t.Fatalf("exit %d\nstderr: %s\nwant:   %s", code, errOut, want)
+		}
+	})
 	t.Run("usage errors: exit 2", func(t *testing.T) {
 		code, _, errOut := f.run(t, "", "verify", "--output=yaml", f.signed)
 		want := "signet verify: no --policy given: name the ClusterImagePolicy files the cluster uses\n--output \"yaml\": must be text or json\n"
@@ -220,6 +247,63 @@ func TestCLI(t *testing.T) {
 			fmt.Sprintf("DENIED: image %s@%s (args[1]) denied by ClusterImagePolicy \"deny-other\": Use %s/app instead.\n", other, otherDigest, f.repo)
 		if code != 1 || out != want {
 			t.Fatalf("exit %d\nstdout: %s\nwant:   %s\nstderr: %s", code, out, want, errOut)
+		}
+	})
+	t.Run("attestations: a clean scan admitted, a CRITICAL one denied with the condition; json lists what was found", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "attest.yaml")
+		writeFile(t, p, strings.Replace(mustRead(t, f.policyFile), "name: cli-test", "name: cli-attest", 1)+
+			fmt.Sprintf("      attestations:\n      - name: scan\n        predicateType: vuln\n        maxAge: 168h\n        condition: %q\n", fixtures.NoCriticalCondition))
+		scanned := time.Now().Add(-time.Hour)
+		attested := func(tag string, severities ...string) (string, string) {
+			ref, digest := push(t, f.repo+"/app:"+tag)
+			digestRef := f.repo + "/app@" + digest
+			if err := fixtures.CosignSign(filepath.Join(f.binDir, "cosign"), f.alias, digestRef); err != nil {
+				t.Fatal(err)
+			}
+			if err := fixtures.CosignAttest(f.binDir, fixtures.AttestLegacy, "awskms:///"+f.alias, "vuln", fixtures.VulnPredicate(scanned, 0, severities...), digestRef, t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			return ref, digest
+		}
+		clean, cleanDigest := attested("clean", "HIGH")
+		critical, criticalDigest := attested("critical", "HIGH", "CRITICAL")
+		attTag := func(digest string) string { return "the " + strings.Replace(digest, ":", "-", 1) + ".att tag" }
+		statement := func(digest string) string {
+			s, err := fixtures.StatementDigest(f.repo + "/app:" + strings.Replace(digest, ":", "-", 1) + ".att")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		const vulnURI = "https://cosign.sigstore.dev/attestation/vuln/v1"
+		failed := "attestation in " + attTag(criticalDigest) + " does not meet the condition " + fixtures.NoCriticalCondition
+
+		code, out, errOut := f.run(t, "", "verify", "--policy", p, clean, critical)
+		want := fmt.Sprintf("ADMITTED: image %s@%s (args[0]) admitted by ClusterImagePolicy \"cli-attest\" (authority \"ci-kms\")\n", clean, cleanDigest) +
+			fmt.Sprintf("DENIED: image %s@%s (args[1]) denied by ClusterImagePolicy \"cli-attest\": authority \"ci-kms\" (awskms:///%s) is not satisfied: the signature verifies, but required attestation \"scan\" (%s) fails: %s. Attest this digest in your pipeline (cosign attest with the authority's key) with a predicate that meets the policy.\n",
+				critical, criticalDigest, f.alias, vulnURI, failed)
+		if code != 1 || out != want {
+			t.Fatalf("exit %d\nstdout: %s\nwant:   %s\nstderr: %s", code, out, want, errOut)
+		}
+
+		code, out, _ = f.run(t, "", "verify", "--output", "json", "--policy", p, clean, critical)
+		var got jsonDecision
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 || len(got.Images) != 2 {
+			t.Fatalf("exit %d, %v\n%s", code, err, out)
+		}
+		wantAtts := [][]jsonAttestation{
+			{{Name: "scan", PredicateType: vulnURI, Satisfied: true, Reason: "satisfied",
+				Found: []jsonAttestationFound{{Where: attTag(cleanDigest), Statement: statement(cleanDigest), Satisfied: true, Reason: "satisfied"}}}},
+			{{Name: "scan", PredicateType: vulnURI, Reason: failed,
+				Found: []jsonAttestationFound{{Where: attTag(criticalDigest), Statement: statement(criticalDigest), Reason: failed}}}},
+		}
+		for i, img := range got.Images {
+			if len(img.Policies) != 1 || len(img.Policies[0].Authorities) != 1 {
+				t.Fatalf("images[%d]: %+v", i, img)
+			}
+			if a := img.Policies[0].Authorities[0]; !reflect.DeepEqual(a.Attestations, wantAtts[i]) {
+				t.Errorf("images[%d] attestations\n got %+v\nwant %+v", i, a.Attestations, wantAtts[i])
+			}
 		}
 	})
 	t.Run("version", func(t *testing.T) {

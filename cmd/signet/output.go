@@ -64,6 +64,37 @@ type jsonAuthority struct {
 	Cause    string   `json:"cause,omitempty"`
 	Signer   string   `json:"signer,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Attestations the authority requires, once its signature verified.
+	Attestations []jsonAttestation `json:"attestations,omitempty"`
+}
+
+// jsonAttestation is one required attestation and what was found for it.
+type jsonAttestation struct {
+	Name          string `json:"name"`
+	PredicateType string `json:"predicateType"`
+	Satisfied     bool   `json:"satisfied"`
+	Reason        string `json:"reason"`
+	// Found is empty when no attestation of the type is stored.
+	Found []jsonAttestationFound `json:"found"`
+}
+
+type jsonAttestationFound struct {
+	Where     string `json:"where"`
+	Statement string `json:"statement,omitempty"`
+	Satisfied bool   `json:"satisfied"`
+	Reason    string `json:"reason"`
+}
+
+func toJSONAttestations(ars []policy.AttestationResult) []jsonAttestation {
+	var out []jsonAttestation
+	for _, a := range ars {
+		ja := jsonAttestation{Name: a.Name, PredicateType: a.PredicateType, Satisfied: a.Satisfied, Reason: a.Cause, Found: []jsonAttestationFound{}}
+		for _, f := range a.Found {
+			ja.Found = append(ja.Found, jsonAttestationFound{Where: f.Where, Statement: f.Statement, Satisfied: f.Satisfied, Reason: f.Cause})
+		}
+		out = append(out, ja)
+	}
+	return out
 }
 
 func toJSON(d policy.Decision) jsonDecision {
@@ -78,7 +109,7 @@ func toJSON(d policy.Decision) jsonDecision {
 			for _, a := range p.Authorities {
 				jp.Authorities = append(jp.Authorities, jsonAuthority{
 					Name: a.Name, Trusts: a.Describe, Reason: string(a.Result.Reason), Cause: a.Result.Cause,
-					Signer: a.Result.Signer, Warnings: a.Result.Warnings,
+					Signer: a.Result.Signer, Warnings: a.Result.Warnings, Attestations: toJSONAttestations(a.Result.Attestations),
 				})
 			}
 			ji.Policies = append(ji.Policies, jp)

@@ -102,7 +102,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	cips, err := loadPolicies(ctx, o.policies, stdin)
+	cips, sources, err := loadPolicies(ctx, o.policies, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
 		return exitUsage
@@ -120,7 +120,9 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	for _, cip := range cips {
 		p, errs := policy.Compile(ctx, cip, verifiers.Factory(), noSecrets)
 		if len(errs) > 0 {
-			fmt.Fprintf(stderr, "signet verify: ClusterImagePolicy %q is invalid: %v\n", cip.Name, errs.ToAggregate())
+			// What the schema cannot check (globs, keys, CEL conditions),
+			// in the words Signet's policy webhook refuses it with.
+			fmt.Fprintf(stderr, "signet verify: %s: ClusterImagePolicy %q is invalid: %v\n", sources[cip.Name], cip.Name, errs.ToAggregate())
 			return exitUsage
 		}
 		policies = append(policies, p)
@@ -170,11 +172,12 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // loadPolicies reads every --policy: a file, a directory (its *.yaml and
-// *.yml files, sorted), or - for standard input.
-func loadPolicies(ctx context.Context, paths []string, stdin io.Reader) ([]*v1alpha1.ClusterImagePolicy, error) {
+// *.yml files, sorted), or - for standard input. sources names the file
+// each policy came from.
+func loadPolicies(ctx context.Context, paths []string, stdin io.Reader) (policies []*v1alpha1.ClusterImagePolicy, sources map[string]string, err error) {
 	schema, err := manifest.NewSchema()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*v1alpha1.ClusterImagePolicy
 	seen := map[string]string{}
@@ -195,30 +198,30 @@ func loadPolicies(ctx context.Context, paths []string, stdin io.Reader) ([]*v1al
 	for _, path := range paths {
 		if path == "-" {
 			if err := add("-", stdin); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		}
 		files, err := policyFiles(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, f := range files {
 			fh, err := os.Open(f)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			err = add(f, fh)
 			fh.Close()
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no ClusterImagePolicy found in %s", strings.Join(paths, ", "))
+		return nil, nil, fmt.Errorf("no ClusterImagePolicy found in %s", strings.Join(paths, ", "))
 	}
-	return out, nil
+	return out, seen, nil
 }
 
 func policyFiles(path string) ([]string, error) {

@@ -35,7 +35,8 @@ const (
 
 // admissionDemo runs the webhook locally against the stack and shows what
 // kubectl users see: a signed Pod admitted, an unsigned Pod and Deployment
-// refused, an AWS Signer-signed Pod admitted, a Warn-mode policy warning.
+// refused, an AWS Signer-signed Pod admitted, a Warn-mode policy warning,
+// and attestations: a clean scan admitted, a CRITICAL finding refused.
 func (d *demo) admissionDemo() error {
 	env := map[string]string{}
 	for _, kv := range d.env {
@@ -183,7 +184,10 @@ spec:
 	if _, err := fixtures.PushRandom(staging); err != nil {
 		return err
 	}
-	return d.show(d.kubectl, "-n", "demo", "run", "staging", "--image="+staging)
+	if err := d.show(d.kubectl, "-n", "demo", "run", "staging", "--image="+staging); err != nil {
+		return err
+	}
+	return d.attestationDemo(registry, alias)
 }
 
 // startWebhook builds and runs cmd/webhook with a fresh serving certificate

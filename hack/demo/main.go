@@ -4,7 +4,9 @@
 // the webhook runs locally, images are signed with the real cosign CLIs
 // through the KMS test server and one with a test AWS Signer chain through
 // notation, and kubectl shows the signed Pods admitted, an unsigned Pod and
-// Deployment refused, and a Warn-mode warning. Everything stops again.
+// Deployment refused, a Warn-mode warning, and a policy requiring a scan
+// attestation admitting a clean image and refusing one with a CRITICAL
+// finding. Everything stops again.
 // `make demo` runs it.
 package main
 

@@ -153,8 +153,13 @@ type AttestationResult struct {
 
 // AttestationFound is one attestation examined for a requirement.
 type AttestationFound struct {
-	Where  string // "the sha256-….att tag", "referrer sha256:…"
-	Result string // "satisfied", or why not
+	Where string // "the sha256-….att tag", "referrer sha256:…"
+	// Statement is the sha256 digest of the in-toto statement (the DSSE
+	// payload), which tells apart several attestations in one place; empty
+	// when it could not be read.
+	Statement string
+	Satisfied bool
+	Cause     string // "satisfied", or why not
 }
 
 // Verified reports whether the image is admitted by this authority.

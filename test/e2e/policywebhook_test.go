@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+	"github.com/signet-dev/signet/test/fixtures"
 )
 
 var requestID = regexp.MustCompile(`request ID [0-9a-f-]+`)
@@ -42,6 +43,12 @@ func TestClusterImagePolicyWebhook(t *testing.T) {
 		return judged(p)
 	}
 	absent := fmt.Sprintf("e2e-absent-%d", os.Getpid())
+	withCondition := func(name, cond string) *v1alpha1.ClusterImagePolicy {
+		p := h.kmsPolicy(name, "registry.example.com/app", h.alias, v1alpha1.ModeEnforce)
+		p.Spec.Authorities[0].Key.Attestations = []v1alpha1.AttestationRequirement{{Name: "scan", PredicateType: "vuln", Condition: cond}}
+		return judged(p)
+	}
+	const condition = "spec.authorities[0].key.attestations[0].condition"
 
 	for _, tt := range []struct {
 		name   string
@@ -66,6 +73,20 @@ func TestClusterImagePolicyWebhook(t *testing.T) {
 			policy: withKey("e2e-cip-secret", v1alpha1.KeyAuthority{SecretRef: &v1alpha1.SecretKeyReference{Namespace: "default", Name: absent, Key: "cosign.pub"}}),
 			want:   fmt.Sprintf(`admission webhook "clusterimagepolicies.validate.signet.dev" denied the request: ClusterImagePolicy.signet.dev "e2e-cip-secret" is invalid: spec.authorities[0].key.secretRef: Invalid value: "default/%s[cosign.pub]": secrets "%s" not found`, absent, absent),
 			field:  "spec.authorities[0].key.secretRef",
+		},
+		{
+			name:   "an attestation condition that does not compile",
+			policy: withCondition("e2e-cip-cel", fixtures.UndeclaredCondition),
+			want: `admission webhook "clusterimagepolicies.validate.signet.dev" denied the request: ClusterImagePolicy.signet.dev "e2e-cip-cel" is invalid: ` +
+				condition + `: Invalid value: "` + fixtures.UndeclaredCondition + `": invalid CEL condition: ` + fixtures.UndeclaredConditionError,
+			field: condition,
+		},
+		{
+			name:   "an attestation condition over Kubernetes' cost limit",
+			policy: withCondition("e2e-cip-cost", fixtures.CrossProductCondition),
+			want: `admission webhook "clusterimagepolicies.validate.signet.dev" denied the request: ClusterImagePolicy.signet.dev "e2e-cip-cost" is invalid: ` +
+				condition + `: Invalid value: "` + fixtures.CrossProductCondition + `": invalid CEL condition: ` + fixtures.CrossProductConditionError,
+			field: condition,
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

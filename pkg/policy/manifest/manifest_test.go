@@ -60,6 +60,8 @@ func TestInvalidPoliciesGetTheAPIServersMessages(t *testing.T) {
 			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.authorities[0]: Invalid value: set exactly one of key (a cosign key: kms, data or secretRef), signer (AWS Signer signing profiles) or static (pass or fail without a signature)`},
 		"static fail without message": {head + "  authorities: [{name: a, static: {action: fail}}]\n",
 			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.authorities[0].static: Invalid value: a static fail authority needs a message telling users what to do instead (e.g. where to get images); pass takes no message`},
+		"signer with attestations": {head + "  authorities: [{name: a, signer: {profiles: [\"arn:aws:signer:us-east-1:123456789012:/signing-profiles/P1\"], attestations: [{name: scan, predicateType: vuln}]}}]\n",
+			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.authorities[0].signer.attestations: Invalid value: a signer authority cannot require attestations: Signet checks in-toto attestations made with cosign attest and a cosign key; list them under key.attestations of a key authority that trusts the key your pipeline attests with`},
 		"bad mode": {head + "  mode: Audit\n  authorities: [{name: a, key: {kms: awskms:///alias/x}}]\n",
 			`policy.yaml: ClusterImagePolicy "p" is invalid: spec.mode: Unsupported value: "Audit": supported values: "Enforce", "Warn"`},
 		"unknown field": {head + "  authorities: [{name: a, key: {kms: awskms:///alias/x}}]\n  mdoe: Warn\n",

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	"github.com/signet-dev/signet/internal/awsclient"
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy"
@@ -39,6 +41,10 @@ type Config struct {
 	ObserveRegistry func(host string, status int, err error, took time.Duration)
 	ObserveAWS      func(awsclient.Call)
 }
+
+// SignerAttestationsRefused is why a signer authority listing attestations
+// is invalid: the CRD's rule on signer.attestations says the same words.
+const SignerAttestationsRefused = "a signer authority cannot require attestations: Signet checks in-toto attestations made with cosign attest and a cosign key; list them under key.attestations of a key authority that trusts the key your pipeline attests with"
 
 // Verifiers holds the shared pieces and builds verifiers from authorities.
 type Verifiers struct {
@@ -93,6 +99,10 @@ func (v *Verifiers) Factory() policy.VerifierFactory { return v.New }
 // unavailability (the policy is not Ready, with KMS's answer).
 func (v *Verifiers) New(ctx context.Context, a v1alpha1.Authority, secretData []byte) (policy.Verifier, error) {
 	switch {
+	case a.Signer != nil && len(a.Signer.Attestations) > 0:
+		// The CRD refuses this; a policy that reached Signet without the
+		// CRD's validation must not be enforced without its attestations.
+		return nil, &policy.InvalidAuthorityError{Field: "signer.attestations", Value: field.OmitValueType{}, Msg: SignerAttestationsRefused}
 	case a.Signer != nil:
 		sv, err := awssigner.New(awssigner.Options{
 			Profiles:    a.Signer.Profiles,

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // ClusterImagePolicy says which images must be signed, and by whom.
@@ -278,6 +279,15 @@ type SignerAuthority struct {
 	// +optional
 	// +kubebuilder:default=Enforce
 	Revocation RevocationMode `json:"revocation,omitempty"`
+
+	// Attestations cannot be required of a signer authority: Signet checks
+	// in-toto attestations made with cosign attest, signed by a cosign key.
+	// The field exists only so that a policy listing them here is refused
+	// with that reason instead of "unknown field"; list them under a key
+	// authority's key.attestations.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0",message="a signer authority cannot require attestations: Signet checks in-toto attestations made with cosign attest and a cosign key; list them under key.attestations of a key authority that trusts the key your pipeline attests with"
+	Attestations []runtime.RawExtension `json:"attestations,omitempty"`
 }
 
 // RevocationMode is how AWS Signer revocation is checked.

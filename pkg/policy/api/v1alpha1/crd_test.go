@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,6 +163,10 @@ func TestValidShapesAreAccepted(t *testing.T) {
 			s.Authorities = []v1alpha1.Authority{{Name: "a", Static: &v1alpha1.StaticAuthority{Action: v1alpha1.StaticPass}}, {Name: "b", Key: &v1alpha1.KeyAuthority{KMS: "awskms:///alias/x"}}}
 		},
 		"break-glass allowed": func(s *v1alpha1.ClusterImagePolicySpec) { s.BreakGlass = &v1alpha1.BreakGlass{Allowed: true} },
+		"key with attestations": withAuthority(v1alpha1.Authority{Name: "a", Key: &v1alpha1.KeyAuthority{KMS: "awskms:///alias/x", Attestations: []v1alpha1.AttestationRequirement{
+			{Name: "scan", PredicateType: "vuln", MaxAge: &metav1.Duration{Duration: 168 * time.Hour}, Condition: "predicate.scanner.result.Results.size() > 0"},
+			{Name: "provenance", PredicateType: "https://slsa.dev/provenance/v1"},
+		}}}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := c.Create(t.Context(), policy(mutate), client.DryRunAll); err != nil {
@@ -256,6 +261,9 @@ func TestInvalidShapesAreRejected(t *testing.T) {
 		{"ARN with short account", withProfile("arn:aws:signer:us-east-1:12345:/signing-profiles/P1"), badARN("arn:aws:signer:us-east-1:12345:/signing-profiles/P1")},
 		{"ARN wildcard", withProfile("arn:aws:signer:us-east-1:123456789012:/signing-profiles/*"), badARN("arn:aws:signer:us-east-1:123456789012:/signing-profiles/*")},
 		{"bare wildcard", withProfile("*"), badARN("*")},
+		{"signer with attestations", withAuthority(v1alpha1.Authority{Name: "s", Signer: &v1alpha1.SignerAuthority{Profiles: []string{profileARN},
+			Attestations: []runtime.RawExtension{{Raw: []byte(`{"name":"scan","predicateType":"vuln"}`)}}}}),
+			`spec.authorities[0].signer.attestations: Invalid value: a signer authority cannot require attestations: Signet checks in-toto attestations made with cosign attest and a cosign key; list them under key.attestations of a key authority that trusts the key your pipeline attests with`},
 		{"empty profiles", withAuthority(v1alpha1.Authority{Name: "s", Signer: &v1alpha1.SignerAuthority{Profiles: []string{}}}),
 			`spec.authorities[0].signer.profiles: Invalid value: 0: spec.authorities[0].signer.profiles in body should have at least 1 items`},
 

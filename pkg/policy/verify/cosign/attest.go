@@ -110,5 +110,3 @@ func compileRequirements(atts []Attestation, maxBytes int64) ([]requirement, err
 	}
 	return out, nil
 }
-
-// describe names the requirement in causes: `"scan" (https://…/vuln/v1)`.

@@ -70,8 +70,27 @@ func (f *attestFixture) attest(format fixtures.AttestFormat, keyRef, typ string,
 // uri: the .att tag, or its bundle referrer (the only referrer).
 func (f *attestFixture) where(format fixtures.AttestFormat, d name.Digest, uri string) string {
 	f.t.Helper()
+	where, _ := f.stored(format, d, uri)
+	return where
+}
+
+// statement is the digest of the newest statement stored there.
+func (f *attestFixture) statement(format fixtures.AttestFormat, d name.Digest, uri string) string {
+	f.t.Helper()
+	_, ref := f.stored(format, d, uri)
+	digest, err := fixtures.StatementDigest(ref)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return digest
+}
+
+// stored is where, and the reference of the manifest holding it.
+func (f *attestFixture) stored(format fixtures.AttestFormat, d name.Digest, uri string) (string, string) {
+	f.t.Helper()
 	if format == fixtures.AttestLegacy {
-		return "the " + strings.Replace(d.DigestStr(), ":", "-", 1) + ".att tag"
+		tag := strings.Replace(d.DigestStr(), ":", "-", 1) + ".att"
+		return "the " + tag + " tag", d.Context().Tag(tag).String()
 	}
 	idx, err := remote.Referrers(d)
 	if err != nil {
@@ -93,7 +112,7 @@ func (f *attestFixture) where(format fixtures.AttestFormat, d name.Digest, uri s
 	if len(found) != 1 {
 		f.t.Fatalf("%d bundle referrers of type %s, want 1: %+v", len(found), uri, im.Manifests)
 	}
-	return "referrer " + found[0].String()
+	return "referrer " + found[0].String(), d.Context().Digest(found[0].String()).String()
 }
 
 var scanRequirement = Attestation{Name: "scan", PredicateType: "vuln", MaxAge: 7 * 24 * time.Hour, Condition: fixtures.NoCriticalCondition}
@@ -115,16 +134,21 @@ func TestAttestationsEveryFormat(t *testing.T) {
 				t.Fatalf("ValidUntil = %s, want %s", got.ValidUntil, want)
 			}
 			want := []policy.AttestationResult{{Name: "scan", PredicateType: vulnURI, Satisfied: true, Cause: "satisfied",
-				Found: []policy.AttestationFound{{Where: f.where(format, clean, vulnURI), Result: "satisfied"}}}}
+				Found: []policy.AttestationFound{{Where: f.where(format, clean, vulnURI), Statement: f.statement(format, clean, vulnURI), Satisfied: true, Cause: "satisfied"}}}}
 			if !equalAttestations(got.Attestations, want) {
 				t.Fatalf("attestations = %+v\nwant %+v", got.Attestations, want)
 			}
 
 			critical := f.signed(f.stack.ReferrersRegistry)
 			f.attest(format, f.uri, "vuln", fixtures.VulnPredicate(scanned, 0, "HIGH", "CRITICAL"), critical)
-			expect(t, verifyImage(t, v, critical), policy.ReasonAttestationUnsatisfied,
-				`the signature verifies, but required attestation "scan" (`+vulnURI+`) fails: attestation in `+f.where(format, critical, vulnURI)+
-					` does not meet the condition `+fixtures.NoCriticalCondition)
+			got = verifyImage(t, v, critical)
+			cause := `attestation in ` + f.where(format, critical, vulnURI) + ` does not meet the condition ` + fixtures.NoCriticalCondition
+			expect(t, got, policy.ReasonAttestationUnsatisfied, `the signature verifies, but required attestation "scan" (`+vulnURI+`) fails: `+cause)
+			want = []policy.AttestationResult{{Name: "scan", PredicateType: vulnURI, Cause: cause,
+				Found: []policy.AttestationFound{{Where: f.where(format, critical, vulnURI), Statement: f.statement(format, critical, vulnURI), Cause: cause}}}}
+			if !equalAttestations(got.Attestations, want) {
+				t.Fatalf("attestations = %+v\nwant %+v", got.Attestations, want)
+			}
 		})
 	}
 }

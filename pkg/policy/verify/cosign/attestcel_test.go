@@ -2,10 +2,14 @@ package cosign
 
 import (
 	"context"
+	"os"
+	"reflect"
 	"testing"
 
 	"github.com/sigstore/cosign/v2/cmd/cosign/cli/options"
+	"sigs.k8s.io/yaml"
 
+	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 	"github.com/signet-dev/signet/test/fixtures"
 )
 
@@ -74,5 +78,28 @@ func TestConditionRuntime(t *testing.T) {
 	}
 	if ok, err := c.eval(context.Background(), map[string]any{"n": []any{1.0, 2.0}}, nil); !ok || err != nil {
 		t.Fatalf("eval = %v, %v", ok, err)
+	}
+}
+
+// The sample's conditions compile, and are the ones the tests attest
+// against (so the tests show the sample doing what its comment says).
+func TestSampleConditions(t *testing.T) {
+	b, err := os.ReadFile("../../../../config/samples/attestations.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cip v1alpha1.ClusterImagePolicy
+	if err := yaml.UnmarshalStrict(b, &cip); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range cip.Spec.Authorities[0].Key.Attestations {
+		if _, err := compileCondition(a.Condition, 1<<20); err != nil {
+			t.Errorf("%s: %v", a.Name, err)
+		}
+		got = append(got, a.Condition)
+	}
+	if want := []string{fixtures.NoCriticalCondition, fixtures.BuilderCondition}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("sample conditions %q\nwant %q", got, want)
 	}
 }

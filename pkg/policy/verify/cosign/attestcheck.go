@@ -2,6 +2,7 @@ package cosign
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -41,7 +42,8 @@ const (
 // requirement is applied.
 type finding struct {
 	where         string
-	stage         stage // stageUnsigned, stageMalformed, stageOtherDigest or stageSatisfied (bound to the image)
+	digest        string // of the statement, "sha256:…"; empty when there is none
+	stage         stage  // stageUnsigned, stageMalformed, stageOtherDigest or stageSatisfied (bound to the image)
 	cause         string
 	predicateType string         // the statement's; unverified when stage is stageUnsigned
 	predicate     any            // decoded predicate
@@ -114,6 +116,10 @@ func (v *Verifier) checkAttestation(ctx context.Context, key *publicKey, c *attC
 		}
 	}
 
+	if len(raw) > 0 {
+		sum := sha256.Sum256(raw)
+		f.digest = "sha256:" + hex.EncodeToString(sum[:])
+	}
 	st := map[string]any{}
 	stErr := json.Unmarshal(raw, &st)
 	if stErr == nil {
@@ -240,7 +246,7 @@ func (v *Verifier) attest(ctx context.Context, s *session, key *publicKey, h v1.
 				continue
 			}
 			st, cause, vu := r.judge(ctx, f, now)
-			ar.Found = append(ar.Found, policy.AttestationFound{Where: f.where, Result: cause})
+			ar.Found = append(ar.Found, policy.AttestationFound{Where: f.where, Statement: f.digest, Satisfied: st == stageSatisfied, Cause: cause})
 			if st == stageSatisfied {
 				ar.Satisfied = true
 				if until.IsZero() || vu.After(until) || vu.IsZero() {
