@@ -152,13 +152,7 @@ func (c *Controller) recordEvents(rep *Report) {
 			if before == state || (!known && state == StateVerified) || c.Events == nil {
 				continue
 			}
-			msg := img.Decision.Message() + runningNote(img)
-			if p.AuditOnly {
-				msg = "audit-only (exempt namespace): " + msg
-			}
-			if state == StateBreakGlass {
-				msg = fmt.Sprintf("runs by break-glass (reason %q): %s Replace the Pod with one whose images verify.", p.BreakGlass, msg)
-			}
+			msg := p.Note(img)
 			switch state {
 			case StateViolation:
 				c.Events.Eventf(pod, nil, corev1.EventTypeWarning, ReasonNotAdmissible, "Audit", "%s", clipNote(msg))
@@ -172,14 +166,6 @@ func (c *Controller) recordEvents(rep *Report) {
 		}
 	}
 	c.seen = now
-}
-
-// runningNote says which digest was judged when it came from the status.
-func runningNote(img ImageReport) string {
-	if !img.FromStatus {
-		return ""
-	}
-	return fmt.Sprintf(" (judged at the digest running, from the Pod's status; the spec names %s)", img.Spec)
 }
 
 // clipNote keeps an Event note within the API's 1 kB limit.
