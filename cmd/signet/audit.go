@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -161,10 +162,12 @@ func (o *auditOptions) audit(ctx context.Context, stdin io.Reader, stderr io.Wri
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the cluster: %w", err)
 	}
+	var registryRequests atomic.Uint64
 	verifiers, err := verify.New(ctx, verify.Config{
 		AWSSignerRoots:     o.awsSignerRoots,
 		InsecureRegistries: o.insecureRegistries,
 		UserAgent:          "signet-cli/" + buildVersion(),
+		ObserveRegistry:    func(string, int, error, time.Duration) { registryRequests.Add(1) },
 	})
 	if err != nil {
 		return nil, err
@@ -179,11 +182,12 @@ func (o *auditOptions) audit(ctx context.Context, stdin io.Reader, stderr io.Wri
 			Resolver: verifiers.Registry,
 			NoMatch:  o.noMatch,
 		},
-		Policies:   func() []*policy.Policy { return policies },
-		Reader:     c,
-		Namespace:  o.namespace,
-		Exempt:     map[string]bool{},
-		SkipExempt: o.skipExempt,
+		Policies:         func() []*policy.Policy { return policies },
+		Reader:           c,
+		Namespace:        o.namespace,
+		Exempt:           map[string]bool{},
+		SkipExempt:       o.skipExempt,
+		RegistryRequests: registryRequests.Load,
 	}
 	for _, ns := range o.exempt {
 		a.Exempt[ns] = true

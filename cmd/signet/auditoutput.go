@@ -59,7 +59,17 @@ func stateCounts(rep *audit.Report) map[audit.State]int {
 type jsonAudit struct {
 	Pods    int            `json:"pods"`
 	Counts  map[string]int `json:"counts"`
+	Cost    jsonCost       `json:"cost"`
 	Results []jsonResult   `json:"results"`
+}
+
+// jsonCost is what the cycle cost: its time (listing and judging, not
+// loading the policies), the verifications it made (each distinct digest at
+// most once) and the registry requests.
+type jsonCost struct {
+	Seconds          float64 `json:"seconds"`
+	Verifications    uint64  `json:"verifications"`
+	RegistryRequests uint64  `json:"registryRequests"`
 }
 
 // jsonResult is one Pod image.
@@ -81,7 +91,8 @@ type jsonResult struct {
 }
 
 func auditJSON(rep *audit.Report) jsonAudit {
-	out := jsonAudit{Pods: len(rep.Pods), Counts: map[string]int{}, Results: []jsonResult{}}
+	out := jsonAudit{Pods: len(rep.Pods), Counts: map[string]int{}, Results: []jsonResult{},
+		Cost: jsonCost{Seconds: rep.Duration.Seconds(), Verifications: rep.Verifications, RegistryRequests: rep.RegistryRequests}}
 	for s, n := range stateCounts(rep) {
 		out.Counts[string(s)] = n
 	}
