@@ -64,7 +64,7 @@ func (a *Auditor) Cycle(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	policies := a.Policies()
-	rep := &Report{Started: begin}
+	rep := &Report{Namespace: a.Namespace, Started: begin}
 	var mu sync.Mutex
 	work := make(chan *corev1.Pod)
 	var wg sync.WaitGroup

@@ -38,6 +38,9 @@ type Controller struct {
 	Events  events.EventRecorder
 	Status  client.Client
 	Metrics *Metrics
+	// Reports writes OpenReports Reports per namespace when that API is
+	// installed; nil writes none.
+	Reports *Reports
 	// Lease elects the one replica that audits; nil audits without election
 	// (one process, or tests).
 	Lease *Lease
@@ -131,6 +134,11 @@ func (c *Controller) publish(ctx context.Context, rep *Report) {
 	c.Metrics.observe(rep)
 	if err := c.writeStatus(ctx, rep); err != nil {
 		logf.FromContext(ctx).Error(err, "writing ClusterImagePolicy status")
+	}
+	if c.Reports != nil {
+		if err := c.Reports.Write(ctx, rep); err != nil {
+			logf.FromContext(ctx).Error(err, "writing OpenReports Reports")
+		}
 	}
 }
 

@@ -30,9 +30,11 @@ const (
 
 // Report is one evaluation of the running Pods.
 type Report struct {
-	Started  time.Time
-	Duration time.Duration
-	Pods     []PodReport
+	// Namespace is the namespace audited; empty: every namespace.
+	Namespace string
+	Started   time.Time
+	Duration  time.Duration
+	Pods      []PodReport
 	// Verifications made by this cycle (verdict-cache misses): a digest
 	// already judged is not verified again while its verdict lives.
 	Verifications uint64
