@@ -49,6 +49,15 @@ type Reports struct {
 	Client    client.Client
 	Reader    client.Reader
 	Discovery discovery.DiscoveryInterface
+	// Name is the Report's name in each namespace (default ReportName).
+	Name string
+}
+
+func (r *Reports) name() string {
+	if r.Name == "" {
+		return ReportName
+	}
+	return r.Name
 }
 
 // RBAC of the Reports (only used when the OpenReports CRD is installed).
@@ -92,8 +101,10 @@ func (r *Reports) Write(ctx context.Context, rep *Report) error {
 	sort.Strings(namespaces)
 	var errs []error
 	for _, ns := range namespaces {
-		if err := r.put(ctx, NamespaceReport(ns, byNS[ns], rep.Started)); err != nil {
-			errs = append(errs, fmt.Errorf("Report %s/%s: %w", ns, ReportName, err)) //nolint:staticcheck // "Report" is the kind, written as kubectl writes it
+		want := NamespaceReport(ns, byNS[ns], rep.Started)
+		want.Name = r.name()
+		if err := r.put(ctx, want); err != nil {
+			errs = append(errs, fmt.Errorf("Report %s/%s: %w", ns, want.Name, err)) //nolint:staticcheck // "Report" is the kind, written as kubectl writes it
 		}
 	}
 	var owned reportsv1alpha1.ReportList
@@ -102,7 +113,7 @@ func (r *Reports) Write(ctx context.Context, rep *Report) error {
 	}
 	for i := range owned.Items {
 		old := &owned.Items[i]
-		if _, ok := byNS[old.Namespace]; ok || old.Name != ReportName {
+		if _, ok := byNS[old.Namespace]; ok || old.Name != r.name() {
 			continue
 		}
 		if err := r.Client.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {

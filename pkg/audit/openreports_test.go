@@ -44,7 +44,9 @@ func TestOpenReports(t *testing.T) {
 	ctx := context.Background()
 	ns, pods := f.namespace(t, map[string]string{"signed": f.signed, "unsigned": f.unsigned})
 	auditor := &Auditor{Engine: f.engine, Policies: func() []*policy.Policy { return f.policies }, Reader: f.c, Namespace: ns}
-	reports := &Reports{Client: f.c, Reader: f.c, Discovery: f.dc}
+	// A name of its own: an e2e webhook auditing the whole cluster at the
+	// same time writes its signet-images Report into this namespace too.
+	reports := &Reports{Client: f.c, Reader: f.c, Discovery: f.dc, Name: fmt.Sprintf("signet-images-test-%d", os.Getpid())}
 	cycle := func() *Report {
 		t.Helper()
 		rep, err := auditor.Cycle(ctx)
@@ -58,7 +60,7 @@ func TestOpenReports(t *testing.T) {
 	}
 	get := func() (*reportsv1alpha1.Report, error) {
 		got := &reportsv1alpha1.Report{}
-		return got, f.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: ReportName}, got)
+		return got, f.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: reports.Name}, got)
 	}
 
 	t.Run("nothing is written while the CRD is not installed", func(t *testing.T) {
