@@ -101,10 +101,11 @@ image-push: ## Build the image without Docker for PLATFORMS and push it to IMAGE
 	go run ./hack/image --image $(IMAGE) --tag $(VERSION) --version $(VERSION) --revision $(REVISION) --cmd $(IMAGE_CMD) --platforms $(PLATFORMS)
 
 .PHONY: generate
-generate: tools ## Regenerate deepcopy code, the CRD and RBAC (controller-gen markers) and the webhook configurations (pkg/admission's table of kinds).
+generate: tools ## Regenerate deepcopy code, the CRD and RBAC (controller-gen markers), the chart's CRD copies (with the OpenReports module's Report CRD) and the webhook configurations (pkg/admission's table of kinds).
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/policy/api/...
 	$(BIN)/controller-gen crd paths=./pkg/policy/api/... output:crd:artifacts:config=config/crd/bases
 	cp config/crd/bases/*.yaml charts/signet/files/crds/
+	install -m 644 "$$(go list -m -f '{{.Dir}}' github.com/openreports/reports-api)/config/crd/openreports.io_reports.yaml" charts/signet/files/openreports/
 	$(BIN)/controller-gen rbac:roleName=signet-webhook paths=./pkg/... output:rbac:artifacts:config=config/rbac
 	go run ./hack/webhookgen
 

@@ -177,6 +177,14 @@ networkPolicy:
 		values: "crds: {keep: false}",
 	},
 	{
+		name: "OpenReports CRD installed", release: "signet", namespace: "signet-system",
+		values: "crds: {openReports: true}",
+	},
+	{
+		name: "OpenReports CRD installed, not kept", release: "signet", namespace: "signet-system",
+		values: "crds: {openReports: true, keep: false}",
+	},
+	{
 		name: "custom exempt namespaces", release: "prod", namespace: "security",
 		values: `
 exemptNamespaces: [kube-system, istio-system]
@@ -312,6 +320,7 @@ func checkRelease(t *testing.T, r *rendered) {
 	checkDeployment(t, r)
 	checkWebhookConfigurations(t, r)
 	checkCRD(t, r)
+	checkOpenReportsCRD(t, r)
 	checkRBAC(t, r)
 	checkCertificates(t, r)
 	checkUninstallHook(t, r)

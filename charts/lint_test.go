@@ -127,6 +127,30 @@ func TestChartCRDIsCurrent(t *testing.T) {
 	}
 }
 
+// openReportsCRD is the Report CRD as the Go module ships it.
+func openReportsCRD(t *testing.T) string {
+	t.Helper()
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	if err != nil {
+		t.Fatalf("go list the OpenReports module: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(dir)), "config", "crd", "openreports.io_reports.yaml")
+}
+
+// TestChartOpenReportsCRDIsCurrent: the chart's copy of the OpenReports
+// Report CRD is the one of the module version go.mod requires.
+func TestChartOpenReportsCRDIsCurrent(t *testing.T) {
+	src := openReportsCRD(t)
+	want, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(chartDir + "/files/openreports/openreports.io_reports.yaml")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("charts/signet/files/openreports/openreports.io_reports.yaml differs from %s (%v): run make generate", src, err)
+	}
+}
+
 // TestValuesAreDocumented: every key of values.yaml has a comment and a type
 // in values.schema.json, and the schema declares no key values.yaml lacks.
 // Free-form objects (resources, affinity...) are documented as a whole.

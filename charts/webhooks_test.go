@@ -183,6 +183,28 @@ func checkCRD(t *testing.T, r *rendered) {
 	}
 }
 
+// checkOpenReportsCRD: the OpenReports Report CRD is the module's, rendered
+// only with crds.openReports, and kept as crds.keep says.
+func checkOpenReportsCRD(t *testing.T, r *rendered) {
+	want := readObjects(t, openReportsCRD(t))[0]
+	got := r.find("CustomResourceDefinition", want.GetName())
+	if !r.boolean(t, "crds.openReports") {
+		if got != nil {
+			t.Error("crds.openReports is false, yet the Report CRD is rendered")
+		}
+		return
+	}
+	if got == nil {
+		t.Fatal("crds.openReports is true, but no Report CRD is rendered")
+	}
+	if !apiequality.Semantic.DeepEqual(got.Object["spec"], want.Object["spec"]) {
+		t.Errorf("the chart's Report CRD spec differs from the module's:\n%s", cmp.Diff(want.Object["spec"], got.Object["spec"]))
+	}
+	if keep := got.GetAnnotations()["helm.sh/resource-policy"] == "keep"; keep != r.boolean(t, "crds.keep") {
+		t.Errorf("Report CRD resource-policy annotation with crds.keep %v", r.boolean(t, "crds.keep"))
+	}
+}
+
 // checkRBAC: the ClusterRole grants at least what the code's markers ask
 // for (config/rbac/role.yaml), and the certificate management exactly what
 // it needs, by name.

@@ -3,10 +3,13 @@
 // ClusterImagePolicies? It uses the same engine, verifiers and caches.
 //
 //	signet verify [--policy FILE]... [--output text|json] IMAGE...
+//	signet audit [--kubeconfig FILE] [--namespace NS] [--output text|json]
 //	signet version
 //
-// Exit codes: 0 every image admitted, 1 any image denied, 2 usage or
-// configuration error.
+// Exit codes: 0 every image admitted (audit: nothing running violates),
+// 1 any image denied (audit: something running violates), 2 usage,
+// configuration or Signet's own failure (audit: the cluster cannot be
+// reached, or an image could not be checked).
 package main
 
 import (
@@ -27,7 +30,7 @@ import (
 const (
 	exitAdmitted = 0
 	exitDenied   = 1
-	exitUsage    = 2
+	exitError    = 2 // usage, configuration, or Signet's own failure
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; the
@@ -43,19 +46,22 @@ func main() {
 
 const usage = `Usage:
   signet verify [flags] IMAGE...   decide images as the admission webhook would
+  signet audit [flags]             judge what runs in a cluster as continuous validation does
   signet version                   print the version
 
-Run "signet verify --help" for the verify flags.
+Run "signet verify --help" or "signet audit --help" for their flags.
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return exitUsage
+		return exitError
 	}
 	switch args[0] {
 	case "verify":
 		return runVerify(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "signet %s\n", buildVersion())
 		return exitAdmitted
@@ -64,7 +70,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitAdmitted
 	}
 	fmt.Fprintf(stderr, "signet: unknown command %q\n%s", args[0], usage)
-	return exitUsage
+	return exitError
 }
 
 func buildVersion() string { return buildinfo.Of(version) }

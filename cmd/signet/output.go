@@ -104,17 +104,23 @@ func toJSON(d policy.Decision) jsonDecision {
 			Image: img.Image, Digest: img.Digest, Verdict: string(img.Verdict), NoMatch: img.NoMatch,
 			Transient: img.TransientFailure(), Message: img.Message(),
 		}
-		for _, p := range img.Policies {
-			jp := jsonPolicy{Name: p.Policy, Mode: string(p.Mode), Satisfied: p.Satisfied, AdmittedBy: p.SatisfiedBy, NotReady: p.NotReady, BreakGlass: p.BrokenGlass}
-			for _, a := range p.Authorities {
-				jp.Authorities = append(jp.Authorities, jsonAuthority{
-					Name: a.Name, Trusts: a.Describe, Reason: string(a.Result.Reason), Cause: a.Result.Cause,
-					Signer: a.Result.Signer, Warnings: a.Result.Warnings, Attestations: toJSONAttestations(a.Result.Attestations),
-				})
-			}
-			ji.Policies = append(ji.Policies, jp)
-		}
+		ji.Policies = policiesJSON(img.Policies)
 		out.Images = append(out.Images, ji)
+	}
+	return out
+}
+
+func policiesJSON(ps []policy.PolicyResult) []jsonPolicy {
+	var out []jsonPolicy
+	for _, p := range ps {
+		jp := jsonPolicy{Name: p.Policy, Mode: string(p.Mode), Satisfied: p.Satisfied, AdmittedBy: p.SatisfiedBy, NotReady: p.NotReady, BreakGlass: p.BrokenGlass}
+		for _, a := range p.Authorities {
+			jp.Authorities = append(jp.Authorities, jsonAuthority{
+				Name: a.Name, Trusts: a.Describe, Reason: string(a.Result.Reason), Cause: a.Result.Cause,
+				Signer: a.Result.Signer, Warnings: a.Result.Warnings, Attestations: toJSONAttestations(a.Result.Attestations),
+			})
+		}
+		out = append(out, jp)
 	}
 	return out
 }

@@ -93,11 +93,11 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	o.bind(fs)
 	images, err := parseInterspersed(fs, args)
 	if err != nil {
-		return exitUsage // the flag package printed why
+		return exitError // the flag package printed why
 	}
 	if err := o.validate(images); err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -105,7 +105,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	cips, sources, err := loadPolicies(ctx, o.policies, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	verifiers, err := verify.New(ctx, verify.Config{
 		AWSSignerRoots:     o.awsSignerRoots,
@@ -114,7 +114,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	var policies []*policy.Policy
 	for _, cip := range cips {
@@ -123,7 +123,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			// What the schema cannot check (globs, keys, CEL conditions),
 			// in the words Signet's policy webhook refuses it with.
 			fmt.Fprintf(stderr, "signet verify: %s: ClusterImagePolicy %q is invalid: %v\n", sources[cip.Name], cip.Name, errs.ToAggregate())
-			return exitUsage
+			return exitError
 		}
 		policies = append(policies, p)
 	}
@@ -139,7 +139,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	d := engine.Evaluate(ctx, policies, req)
 	if err := write(stdout, o.output, d); err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	if !d.Allowed() {
 		return exitDenied

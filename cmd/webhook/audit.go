@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -39,6 +40,11 @@ func addAudit(mgr ctrl.Manager, cfg *rest.Config, opts *Options, engine *policy.
 		Status:   mgr.GetClient(),
 		Metrics:  m,
 	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	c.Reports = &audit.Reports{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Discovery: dc}
 	if opts.AuditLease != "" {
 		cs, err := kubernetes.NewForConfig(cfg)
 		if err != nil {

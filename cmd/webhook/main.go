@@ -17,6 +17,7 @@ import (
 	"time"
 
 	// The image has no CA bundle file: Go's embedded Mozilla roots are the fallback for AWS and registry TLS.
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	_ "golang.org/x/crypto/x509roots/fallback"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -78,6 +79,10 @@ func run(args []string) error {
 		return err
 	}
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	// Continuous validation writes OpenReports Reports when that CRD is installed.
+	if err := reportsv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
 	cfg, err := restConfig(opts.Kubeconfig)

@@ -46,6 +46,9 @@ type Auditor struct {
 	PodTimeout time.Duration
 	// PageSize is how many Pods one list call returns (default 500).
 	PageSize int64
+	// Namespace, when set, limits the audit to one namespace (the CLI's
+	// --namespace); empty audits the whole cluster.
+	Namespace string
 	// RegistryRequests reads the process's count of registry requests, so
 	// a report says what its cycle cost; nil reports none.
 	RegistryRequests func() uint64
@@ -61,7 +64,7 @@ func (a *Auditor) Cycle(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	policies := a.Policies()
-	rep := &Report{Started: begin}
+	rep := &Report{Namespace: a.Namespace, Started: begin}
 	var mu sync.Mutex
 	work := make(chan *corev1.Pod)
 	var wg sync.WaitGroup
@@ -153,7 +156,7 @@ func (a *Auditor) eachPod(ctx context.Context, f func(*corev1.Pod)) error {
 	var cont string
 	for {
 		var l corev1.PodList
-		if err := a.Reader.List(ctx, &l, client.Limit(size), client.Continue(cont)); err != nil {
+		if err := a.Reader.List(ctx, &l, client.InNamespace(a.Namespace), client.Limit(size), client.Continue(cont)); err != nil {
 			return fmt.Errorf("listing Pods: %w", err)
 		}
 		for i := range l.Items {
@@ -166,6 +169,13 @@ func (a *Auditor) eachPod(ctx context.Context, f func(*corev1.Pod)) error {
 }
 
 func (a *Auditor) namespaceLabels(ctx context.Context) (map[string]map[string]string, error) {
+	if a.Namespace != "" {
+		var ns corev1.Namespace
+		if err := a.Reader.Get(ctx, client.ObjectKey{Name: a.Namespace}, &ns); err != nil {
+			return nil, fmt.Errorf("reading Namespace %s: %w", a.Namespace, err)
+		}
+		return map[string]map[string]string{ns.Name: ns.Labels}, nil
+	}
 	var l corev1.NamespaceList
 	if err := a.Reader.List(ctx, &l); err != nil {
 		return nil, fmt.Errorf("listing Namespaces: %w", err)

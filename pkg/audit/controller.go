@@ -38,6 +38,9 @@ type Controller struct {
 	Events  events.EventRecorder
 	Status  client.Client
 	Metrics *Metrics
+	// Reports writes OpenReports Reports per namespace when that API is
+	// installed; nil writes none.
+	Reports *Reports
 	// Lease elects the one replica that audits; nil audits without election
 	// (one process, or tests).
 	Lease *Lease
@@ -132,6 +135,11 @@ func (c *Controller) publish(ctx context.Context, rep *Report) {
 	if err := c.writeStatus(ctx, rep); err != nil {
 		logf.FromContext(ctx).Error(err, "writing ClusterImagePolicy status")
 	}
+	if c.Reports != nil {
+		if err := c.Reports.Write(ctx, rep); err != nil {
+			logf.FromContext(ctx).Error(err, "writing OpenReports Reports")
+		}
+	}
 }
 
 // recordEvents: one Event per change of an image's state, not one per
@@ -152,13 +160,7 @@ func (c *Controller) recordEvents(rep *Report) {
 			if before == state || (!known && state == StateVerified) || c.Events == nil {
 				continue
 			}
-			msg := img.Decision.Message() + runningNote(img)
-			if p.AuditOnly {
-				msg = "audit-only (exempt namespace): " + msg
-			}
-			if state == StateBreakGlass {
-				msg = fmt.Sprintf("runs by break-glass (reason %q): %s Replace the Pod with one whose images verify.", p.BreakGlass, msg)
-			}
+			msg := p.Note(img)
 			switch state {
 			case StateViolation:
 				c.Events.Eventf(pod, nil, corev1.EventTypeWarning, ReasonNotAdmissible, "Audit", "%s", clipNote(msg))
@@ -172,14 +174,6 @@ func (c *Controller) recordEvents(rep *Report) {
 		}
 	}
 	c.seen = now
-}
-
-// runningNote says which digest was judged when it came from the status.
-func runningNote(img ImageReport) string {
-	if !img.FromStatus {
-		return ""
-	}
-	return fmt.Sprintf(" (judged at the digest running, from the Pod's status; the spec names %s)", img.Spec)
 }
 
 // clipNote keeps an Event note within the API's 1 kB limit.

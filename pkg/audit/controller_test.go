@@ -90,3 +90,36 @@ func TestClipNoteKeepsUTF8(t *testing.T) {
 		t.Fatalf("clipNote: %d bytes, %q…", len(got), got[len(got)-8:])
 	}
 }
+
+// TestFinding: the row a report gives an image names what decided its state.
+func TestFinding(t *testing.T) {
+	transient := policy.AuthorityResult{Name: "ecr", Result: policy.Result{Reason: policy.ReasonRegistryUnavailable}}
+	final := policy.AuthorityResult{Name: "kms", Result: policy.Result{Reason: policy.ReasonNoSignature}}
+	verified := policy.AuthorityResult{Name: "kms", Result: policy.Result{Reason: policy.ReasonVerified}}
+	for name, tt := range map[string]struct {
+		d    policy.ImageDecision
+		want Finding
+	}{
+		"verified": {policy.ImageDecision{Verdict: policy.VerdictAdmitted, Policies: []policy.PolicyResult{{Policy: "prod", Satisfied: true, SatisfiedBy: "kms", Authorities: []policy.AuthorityResult{transient, verified}}}},
+			Finding{Policy: "prod", Authority: "kms", Reason: policy.ReasonVerified}},
+		"ungoverned": {policy.ImageDecision{Verdict: policy.VerdictAdmitted, NoMatch: true}, Finding{Reason: ReasonNoMatch}},
+		"the final failure explains a violation": {policy.ImageDecision{Verdict: policy.VerdictDenied, Policies: []policy.PolicyResult{
+			{Policy: "a", Authorities: []policy.AuthorityResult{transient}}, {Policy: "b", Authorities: []policy.AuthorityResult{transient, final}}}},
+			Finding{Policy: "b", Authority: "kms", Reason: policy.ReasonNoSignature}},
+		"the transient failure explains an unverifiable image": {policy.ImageDecision{Verdict: policy.VerdictDenied, Policies: []policy.PolicyResult{
+			{Policy: "a", Authorities: []policy.AuthorityResult{transient}}}},
+			Finding{Policy: "a", Authority: "ecr", Reason: policy.ReasonRegistryUnavailable}},
+		"policy not ready": {policy.ImageDecision{Verdict: policy.VerdictDenied, Policies: []policy.PolicyResult{{Policy: "p", NotReady: "KMS key unavailable"}}},
+			Finding{Policy: "p", Reason: ReasonPolicyNotReady}},
+		"tag not resolved": {policy.ImageDecision{Verdict: policy.VerdictDenied, Cause: "no answer", Transient: true, Policies: []policy.PolicyResult{{Policy: "p"}}},
+			Finding{Policy: "p", Reason: policy.ReasonRegistryUnavailable}},
+		"image unreadable": {policy.ImageDecision{Verdict: policy.VerdictDenied, Cause: "403", Policies: []policy.PolicyResult{{Policy: "p"}}},
+			Finding{Policy: "p", Reason: ReasonImageUnreadable}},
+		"bad reference":   {policy.ImageDecision{Verdict: policy.VerdictDenied, Cause: "bad", Hint: "Fix the image reference."}, Finding{Reason: ReasonInvalidReference}},
+		"too many images": {policy.ImageDecision{Verdict: policy.VerdictDenied, Cause: "the object names 300 distinct images"}, Finding{Reason: ReasonTooManyImages}},
+	} {
+		if got := (ImageReport{Decision: tt.d, State: stateOf(tt.d)}).Finding(); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", name, got, tt.want)
+		}
+	}
+}

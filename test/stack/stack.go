@@ -163,13 +163,20 @@ func readEnvFile(path string) (map[string]string, error) {
 // group version is served (Established can precede discovery by a moment).
 func (e *Env) InstallCRD(t testing.TB) {
 	t.Helper()
+	e.ApplyCRD(t, config.CRD, "signet.dev/v1alpha1")
+}
+
+// ApplyCRD applies one CRD manifest as InstallCRD does and waits until
+// groupVersion is served.
+func (e *Env) ApplyCRD(t testing.TB, manifest []byte, groupVersion string) {
+	t.Helper()
 	cfg := e.RESTConfig(t)
 	cs, err := apiextensionsclient.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	crd := &apiextensionsv1.CustomResourceDefinition{}
-	if err := yaml.UnmarshalStrict(config.CRD, crd); err != nil {
+	if err := yaml.UnmarshalStrict(manifest, crd); err != nil {
 		t.Fatal(err)
 	}
 	crd.APIVersion, crd.Kind = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
@@ -189,7 +196,7 @@ func (e *Env) InstallCRD(t testing.TB) {
 		if err == nil {
 			for _, c := range got.Status.Conditions {
 				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-					if _, err = cs.Discovery().ServerResourcesForGroupVersion("signet.dev/v1alpha1"); err == nil {
+					if _, err = cs.Discovery().ServerResourcesForGroupVersion(groupVersion); err == nil {
 						return
 					}
 				}

@@ -127,6 +127,9 @@ func (b *bench) runCases(ctx context.Context) (*report, error) {
 	if rep.Wide, err = b.wide(ctx); err != nil {
 		return nil, err
 	}
+	if rep.Audit, err = b.audit(ctx); err != nil {
+		return nil, err
+	}
 	rep.Duration = time.Since(begin)
 	rep.Facts.LoadEnd = loadavg()
 	rep.judge()

@@ -10,7 +10,8 @@
 // signed digests never seen, for cosign with an AWS KMS key and for AWS
 // Signer), burst (500 concurrent admissions of one new image), mixed (a
 // Deployment rollout through the real API server and controller manager)
-// and memory with 10,000 cached verdicts. The registry's round-trip time
+// memory with 10,000 cached verdicts, and continuous validation (one
+// `signet audit` cycle over 5,000 Pending Pods sharing 200 digests). The registry's round-trip time
 // is measured in the same run, so cold latency reads as a multiple of the
 // physical floor. -write renders docs/performance.md from the run itself.
 package main
@@ -54,7 +55,10 @@ type config struct {
 	Note        string
 	Webhook     string
 	WideOnly    bool
-	Args        []string // as given, for the report's command line
+	// AuditPods Pods sharing AuditDigests digests: the continuous
+	// validation case.
+	AuditPods, AuditDigests int
+	Args                    []string // as given, for the report's command line
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -75,6 +79,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.Before, "before", "", "A JSON file from an earlier run (-json): the report shows its numbers beside this run's.")
 	fs.StringVar(&c.Webhook, "webhook", "", "A webhook binary to run instead of building ./cmd/webhook.")
 	fs.BoolVar(&c.WideOnly, "wide-only", false, "Run only the wide case (a Pod of 10,000 containers against the images-per-request limit, on and off).")
+	fs.IntVar(&c.AuditPods, "audit-pods", 5000, "Pods the continuous validation case audits in one cycle.")
+	fs.IntVar(&c.AuditDigests, "audit-digests", 200, "Distinct digests those Pods share (one in four unsigned).")
 	fs.StringVar(&c.Note, "note", "", "What the measured webhook is, for the report (useful with -webhook).")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -92,6 +98,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			"replicas": func() { c.Replicas = 3 },
 			"fill":     func() { c.Fill = 300 },
 			"rtt":      func() { c.RTT = 50 },
+			// Few enough Pods to create in a few seconds, enough that Pods share digests.
+			"audit-pods":    func() { c.AuditPods = 400 },
+			"audit-digests": func() { c.AuditDigests = 40 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -99,8 +108,11 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			}
 		}
 	}
-	if c.Concurrency < 1 || c.Cold < 1 || c.Burst < 1 || c.Replicas < 1 || c.Fill < 1 || c.RTT < 1 || c.WarmFor <= 0 {
-		return nil, fmt.Errorf("-concurrency, -cold, -burst, -replicas, -fill, -rtt and -warm-for must be positive")
+	if c.Concurrency < 1 || c.Cold < 1 || c.Burst < 1 || c.Replicas < 1 || c.Fill < 1 || c.RTT < 1 || c.WarmFor <= 0 || c.AuditPods < 1 || c.AuditDigests < 1 {
+		return nil, fmt.Errorf("-concurrency, -cold, -burst, -replicas, -fill, -rtt, -warm-for, -audit-pods and -audit-digests must be positive")
+	}
+	if c.AuditDigests > c.AuditPods {
+		return nil, fmt.Errorf("-audit-digests %d: more than -audit-pods %d", c.AuditDigests, c.AuditPods)
 	}
 	return c, nil
 }

@@ -186,7 +186,13 @@ func TestQuick(t *testing.T) {
 	if rep.Fill.Entries != float64(rep.Cfg.Fill) || rep.Fill.Filled.HWM == 0 {
 		t.Errorf("cache fill: %v verdicts cached, peak RSS %d; want %d", rep.Fill.Entries, rep.Fill.Filled.HWM, rep.Cfg.Fill)
 	}
-	for _, want := range []string{"| warm | 1 digest, verdict cached, c=1", "| burst | 100 concurrent admissions", "### Targets", "not judged (-quick)"} {
+	// Continuous validation: each distinct digest verified once however
+	// many Pods share it; one in four digests is unsigned.
+	if a := rep.Audit; a == nil || a.Pods != 400 || a.Digests != 40 || a.Verifications != uint64(a.Digests) || a.RegistryRequests == 0 || a.AtRegistry == 0 ||
+		a.PeakRSS == 0 || a.Cycle <= 0 || a.Counts["verified"] != 300 || a.Counts["violation"] != 100 || len(a.Counts) != 2 {
+		t.Errorf("audit case: %+v; want 400 Pods, 40 verifications, 300 verified and 100 in violation, and every number measured", rep.Audit)
+	}
+	for _, want := range []string{"| warm | 1 digest, verdict cached, c=1", "| burst | 100 concurrent admissions", "### Targets", "not judged (-quick)", "### Continuous validation", "| 400 | 40 |"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the printed tables lack %q", want)
 		}

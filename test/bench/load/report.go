@@ -27,6 +27,7 @@ type report struct {
 	MainMemory memory
 	Fill       fillResult
 	Wide       []wideResult
+	Audit      *auditResult `json:",omitempty"`
 	Targets    []target
 	Duration   time.Duration
 	Profiles   []profileReport
@@ -176,6 +177,11 @@ func (r *report) judge() {
 			fmt.Sprintf("p50 %s ms, max %s ms over %d sends; %d registry requests; peak %s", ms(w.Client.P50), ms(w.Client.Max), w.Sends, w.Registry, mib(w.Memory.HWM)),
 			w.Client.Max < 500*time.Millisecond && w.Registry == 0 && w.Memory.HWM <= 256<<20 && w.Client.Errors == 0})
 	}
+	if a := r.Audit; a != nil {
+		// Issue 15: Pods sharing a digest share its verification.
+		r.Targets = append(r.Targets, target{fmt.Sprintf("continuous validation: a cycle over %d Pods sharing %d digests makes ≤ %d verifications", a.Pods, a.Digests, a.Digests),
+			fmt.Sprintf("%d verifications, cycle %s, peak RSS %s", a.Verifications, a.Cycle.Round(time.Millisecond), mib(a.PeakRSS)), a.Verifications <= uint64(a.Digests)})
+	}
 }
 
 // measure is one line of the before/after comparison.
@@ -207,6 +213,10 @@ func (r *report) keyMeasures() []measure {
 	for _, w := range r.Wide {
 		add(fmt.Sprintf("a Pod of %d images, %s: p50 / max, registry requests, peak RSS", wideImages, w.Setup),
 			fmt.Sprintf("%s / %s ms, %d, %s", ms(w.Client.P50), ms(w.Client.Max), w.Registry, mib(w.Memory.HWM)))
+	}
+	if a := r.Audit; a != nil {
+		add(fmt.Sprintf("continuous validation, %d Pods sharing %d digests: cycle, verifications, registry requests, peak RSS", a.Pods, a.Digests),
+			fmt.Sprintf("%s, %d, %d, %s", a.Cycle.Round(time.Millisecond), a.Verifications, a.RegistryRequests, mib(a.PeakRSS)))
 	}
 	return out
 }
