@@ -111,6 +111,9 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		AWSSignerRoots:     o.awsSignerRoots,
 		InsecureRegistries: o.insecureRegistries,
 		UserAgent:          "signet-cli/" + buildVersion(),
+		// One run verifies a few images once: an unsigned image needs no
+		// key, and a policy's key is read only for a signature to check.
+		LazyKeys: true,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
