@@ -53,6 +53,8 @@ type config struct {
 	Before      string
 	Note        string
 	Webhook     string
+	CLI         string
+	CLIRuns     int
 	WideOnly    bool
 	Args        []string // as given, for the report's command line
 }
@@ -74,6 +76,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.JSON, "json", "", "Also write the results as JSON to this file (for -before).")
 	fs.StringVar(&c.Before, "before", "", "A JSON file from an earlier run (-json): the report shows its numbers beside this run's.")
 	fs.StringVar(&c.Webhook, "webhook", "", "A webhook binary to run instead of building ./cmd/webhook.")
+	fs.StringVar(&c.CLI, "cli", "", "A signet CLI binary to run in the CLI case instead of building ./cmd/signet.")
+	fs.IntVar(&c.CLIRuns, "cli-runs", 30, "Runs (fresh processes) of each CLI case.")
 	fs.BoolVar(&c.WideOnly, "wide-only", false, "Run only the wide case (a Pod of 10,000 containers against the images-per-request limit, on and off).")
 	fs.StringVar(&c.Note, "note", "", "What the measured webhook is, for the report (useful with -webhook).")
 	if err := fs.Parse(args); err != nil {
@@ -92,6 +96,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			"replicas": func() { c.Replicas = 3 },
 			"fill":     func() { c.Fill = 300 },
 			"rtt":      func() { c.RTT = 50 },
+			"cli-runs": func() { c.CLIRuns = 3 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -99,8 +104,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			}
 		}
 	}
-	if c.Concurrency < 1 || c.Cold < 1 || c.Burst < 1 || c.Replicas < 1 || c.Fill < 1 || c.RTT < 1 || c.WarmFor <= 0 {
-		return nil, fmt.Errorf("-concurrency, -cold, -burst, -replicas, -fill, -rtt and -warm-for must be positive")
+	if c.Concurrency < 1 || c.Cold < 1 || c.Burst < 1 || c.Replicas < 1 || c.Fill < 1 || c.RTT < 1 || c.CLIRuns < 1 || c.WarmFor <= 0 {
+		return nil, fmt.Errorf("-concurrency, -cold, -burst, -replicas, -fill, -rtt, -cli-runs and -warm-for must be positive")
 	}
 	return c, nil
 }
