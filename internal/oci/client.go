@@ -92,6 +92,8 @@ type Client struct {
 	// handshakes are the registry handshakes shared between requests
 	// (see RegistryTransport).
 	handshakes *expiring.Map[handshakeKey, *handshake]
+	// noReferrersAPI are the registries known to lack the referrers API.
+	noReferrersAPI *expiring.Map[string, bool]
 }
 
 // New builds a Client.
@@ -123,16 +125,17 @@ func New(opts Options) *Client {
 		kc = authn.NewMultiKeychain() // anonymous
 	}
 	c := &Client{
-		keychain:   kc,
-		insecure:   map[string]bool{},
-		limits:     limits,
-		userAgent:  opts.UserAgent,
-		handshakes: newHandshakes(),
+		keychain:       kc,
+		insecure:       map[string]bool{},
+		limits:         limits,
+		userAgent:      opts.UserAgent,
+		handshakes:     newHandshakes(),
+		noReferrersAPI: expiring.New[string, bool](HandshakeTTL, maxHandshakes, nil),
 	}
 	for _, h := range opts.InsecureRegistries {
 		c.insecure[strings.ToLower(h)] = true
 	}
-	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP, observe: opts.Observe}
+	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP, observe: opts.Observe, referrers: c.noteReferrersAnswer}
 	return c
 }
 

@@ -24,6 +24,8 @@ type limitedTransport struct {
 	plainHTTP func(host string) bool
 	// observe is Options.Observe; nil observes nothing.
 	observe func(host string, status int, err error, took time.Duration)
+	// referrers is told of every answer (Client.noteReferrersAnswer).
+	referrers func(req *http.Request, resp *http.Response)
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -64,6 +66,9 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	if err != nil {
 		return nil, err
+	}
+	if t.referrers != nil {
+		t.referrers(req, resp)
 	}
 	limit := t.limits.MaxResponseBytes
 	if resp.ContentLength > limit {

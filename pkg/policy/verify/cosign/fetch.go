@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy"
@@ -166,8 +167,26 @@ func (s *session) referrers() ([]v1.Descriptor, error) {
 
 func (s *session) readReferrers() ([]v1.Descriptor, error) {
 	what := "the referrers of " + s.digest.DigestStr()
-	if _, err := s.pull(); err != nil {
+	p, err := s.pull()
+	if err != nil {
 		return nil, &fetchError{what, err}
+	}
+	if s.client.LacksReferrersAPI(s.digest.RegistryStr()) {
+		// Straight to the referrers tag schema, as go-containerregistry
+		// would after the API's 404.
+		tag := oci.ReferrersTag(digest.Digest(s.digest.DigestStr()))
+		desc, err := p.Get(s.ctx, s.digest.Context().Tag(tag))
+		if oci.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, &fetchError{what, err}
+		}
+		im, err := v1.ParseIndexManifest(strings.NewReader(string(desc.Manifest)))
+		if err != nil {
+			return nil, &fetchError{what, &oci.MalformedError{Err: err}}
+		}
+		return im.Manifests, nil
 	}
 	idx, err := remote.Referrers(s.digest, s.opts...)
 	if err != nil {

@@ -285,3 +285,57 @@ func TestOneHandshakePerRegistryAndCredentials(t *testing.T) {
 		t.Fatalf("credentials sent = %q\nwant %q", sent, wantSent)
 	}
 }
+
+// TestUnsignedImageCostsThreeRequests: with the handshake made, an image
+// with no signature costs the .sig tag, the referrers and the image's
+// HEAD (for the "image not found" wording). On a registry without the
+// referrers API, whose 404 Signet remembers, the referrers are read from
+// the tag schema directly: still three, not four.
+func TestUnsignedImageCostsThreeRequests(t *testing.T) {
+	f := newFixture(t)
+	uri := "awskms:///" + f.createKey("us-east-1", kmstypes.KeySpecEccNistP256)
+	v := f.verifierFor(uri)
+	unsignedAt := func(fr *faultyRegistry, n int) []name.Digest {
+		var out []name.Digest
+		for range n {
+			out = append(out, f.pushImage(fr.host))
+		}
+		return out
+	}
+
+	t.Run("with the referrers API", func(t *testing.T) {
+		fr := newFaultyRegistry(t)
+		ds := unsignedAt(fr, 2)
+		expect(t, verifyImage(t, v, ds[0]), policy.ReasonNoSignature, "no signature found")
+		fr.Reset()
+		expect(t, verifyImage(t, v, ds[1]), policy.ReasonNoSignature, "no signature found")
+		want := map[string]int{registry.KindManifestGet: 1, registry.KindReferrers: 1, registry.KindManifestHead: 1}
+		if got := fr.Requests(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("requests = %v, want %v", got, want)
+		}
+	})
+	t.Run("without it", func(t *testing.T) {
+		fr := newFaultyRegistry(t)
+		ds := unsignedAt(fr, 2)
+		var apiCalls atomic.Int32
+		fr.inject(func(w http.ResponseWriter, r *http.Request) bool {
+			if !strings.Contains(r.URL.Path, "/referrers/") {
+				return false
+			}
+			apiCalls.Add(1)
+			http.NotFound(w, r) // "404 page not found", as a registry without the route answers
+			return true
+		})
+		expect(t, verifyImage(t, v, ds[0]), policy.ReasonNoSignature, "no signature found")
+		if n := apiCalls.Load(); n != 1 {
+			t.Fatalf("%d referrers API calls, want 1", n)
+		}
+		fr.Reset()
+		expect(t, verifyImage(t, v, ds[1]), policy.ReasonNoSignature, "no signature found")
+		// The .sig tag and the referrers tag (manifest GETs) and the image's HEAD.
+		want := map[string]int{registry.KindManifestGet: 2, registry.KindManifestHead: 1}
+		if got := fr.Requests(); fmt.Sprint(got) != fmt.Sprint(want) || apiCalls.Load() != 1 {
+			t.Fatalf("requests = %v and %d referrers API calls, want %v and none after the first", got, apiCalls.Load()-1, want)
+		}
+	})
+}
