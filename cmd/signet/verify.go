@@ -148,7 +148,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	for _, cip := range cips {
 		p, errs := policy.Compile(ctx, cip, verifiers.Factory(), noSecrets)
 		if len(errs) > 0 {
-			return usage(fmt.Errorf("ClusterImagePolicy %q is invalid: %v", cip.Name, errs.ToAggregate()))
+			return usage(fmt.Errorf("ClusterImagePolicy %q is invalid: %w", cip.Name, errs.ToAggregate()))
 		}
 		policies = append(policies, p)
 	}

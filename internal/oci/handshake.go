@@ -95,7 +95,7 @@ func (c *Client) RegistryTransport(ctx context.Context, repo name.Repository, re
 	if h, ok := c.handshakes.Get(key); ok && h.admit(repo.Name()) {
 		return h.rt, nil
 	}
-	var base http.RoundTripper = transport.NewRetry(c.transport,
+	base := transport.NewRetry(c.transport,
 		transport.WithRetryBackoff(retryBackoff), transport.WithRetryStatusCodes(retryStatusCodes...))
 	if c.userAgent != "" {
 		base = transport.NewUserAgent(base, c.userAgent)
