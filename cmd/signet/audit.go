@@ -20,6 +20,7 @@ import (
 	"github.com/signet-dev/signet/pkg/audit"
 	"github.com/signet-dev/signet/pkg/policy"
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
+	"github.com/signet-dev/signet/pkg/policy/manifest"
 	"github.com/signet-dev/signet/pkg/policy/store"
 	"github.com/signet-dev/signet/pkg/policy/verify"
 )
@@ -202,7 +203,11 @@ func (o *auditOptions) audit(ctx context.Context, stdin io.Reader, stderr io.Wri
 func (o *auditOptions) loadPolicies(ctx context.Context, c client.Client, factory policy.VerifierFactory, stdin io.Reader, stderr io.Writer) ([]*policy.Policy, error) {
 	var out []*policy.Policy
 	if len(o.policies) > 0 {
-		cips, sources, err := loadPolicies(ctx, o.policies, stdin)
+		pending := &manifest.Pending{}
+		cips, sources, err := loadPolicies(ctx, o.policies, stdin, pending)
+		if err == nil {
+			err = pending.Check(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}

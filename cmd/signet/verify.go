@@ -102,28 +102,53 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	cips, sources, err := loadPolicies(ctx, o.policies, stdin)
-	if err != nil {
+	// Three things are independent and each costs milliseconds: the AWS
+	// configuration (the SDK parses AWS_CA_BUNDLE, if set), compiling the
+	// CRD's CEL rules, and the registry and KMS reads. They overlap: the
+	// configuration loads while the policy files are read, the CEL rules
+	// compile in the background (manifest.NewSchema) and are checked after
+	// the verification, whose verdict is printed only if they pass.
+	type built struct {
+		v   *verify.Verifiers
+		err error
+	}
+	verifiersCh := make(chan built, 1)
+	go func() {
+		v, err := verify.New(ctx, verify.Config{
+			AWSSignerRoots:     o.awsSignerRoots,
+			InsecureRegistries: o.insecureRegistries,
+			UserAgent:          "signet-cli/" + buildVersion(),
+			// One run verifies a few images once: an unsigned image needs no
+			// key, and a policy's key is read only for a signature to check.
+			LazyKeys: true,
+		})
+		verifiersCh <- built{v, err}
+	}()
+	pending := &manifest.Pending{}
+	// usage reports err, or the first policy the CEL rules refuse: a
+	// policy the API server would refuse is the first thing to fix.
+	usage := func(err error) int {
+		if cerr := pending.Check(ctx); cerr != nil {
+			err = cerr
+		}
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
 		return exitError
 	}
-	verifiers, err := verify.New(ctx, verify.Config{
-		AWSSignerRoots:     o.awsSignerRoots,
-		InsecureRegistries: o.insecureRegistries,
-		UserAgent:          "signet-cli/" + buildVersion(),
-	})
+
+	cips, sources, err := loadPolicies(ctx, o.policies, stdin, pending)
 	if err != nil {
-		fmt.Fprintf(stderr, "signet verify: %v\n", err)
-		return exitError
+		return usage(err)
 	}
+	b := <-verifiersCh
+	if b.err != nil {
+		return usage(b.err)
+	}
+	verifiers := b.v
 	var policies []*policy.Policy
 	for _, cip := range cips {
 		p, errs := policy.Compile(ctx, cip, verifiers.Factory(), noSecrets)
 		if len(errs) > 0 {
-			// What the schema cannot check (globs, keys, CEL conditions),
-			// in the words Signet's policy webhook refuses it with.
-			fmt.Fprintf(stderr, "signet verify: %s: ClusterImagePolicy %q is invalid: %v\n", sources[cip.Name], cip.Name, errs.ToAggregate())
-			return exitError
+			return usage(fmt.Errorf("%s: ClusterImagePolicy %q is invalid: %w", sources[cip.Name], cip.Name, errs.ToAggregate()))
 		}
 		policies = append(policies, p)
 	}
@@ -137,6 +162,9 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		req.Images = append(req.Images, policy.ImageRef{Path: fmt.Sprintf("args[%d]", i), Ref: img})
 	}
 	d := engine.Evaluate(ctx, policies, req)
+	if err := pending.Check(ctx); err != nil {
+		return usage(err)
+	}
 	if err := write(stdout, o.output, d); err != nil {
 		fmt.Fprintf(stderr, "signet verify: %v\n", err)
 		return exitError
@@ -173,8 +201,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // loadPolicies reads every --policy: a file, a directory (its *.yaml and
 // *.yml files, sorted), or - for standard input. sources names the file
-// each policy came from.
-func loadPolicies(ctx context.Context, paths []string, stdin io.Reader) (policies []*v1alpha1.ClusterImagePolicy, sources map[string]string, err error) {
+// each policy came from. Their CEL rules are left to pending (see
+// manifest.DecodeDeferred).
+func loadPolicies(ctx context.Context, paths []string, stdin io.Reader, pending *manifest.Pending) (policies []*v1alpha1.ClusterImagePolicy, sources map[string]string, err error) {
 	schema, err := manifest.NewSchema()
 	if err != nil {
 		return nil, nil, err
@@ -182,7 +211,7 @@ func loadPolicies(ctx context.Context, paths []string, stdin io.Reader) (policie
 	var out []*v1alpha1.ClusterImagePolicy
 	seen := map[string]string{}
 	add := func(source string, r io.Reader) error {
-		ps, err := schema.Decode(ctx, source, r)
+		ps, err := schema.DecodeDeferred(ctx, source, r, pending)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@
 package oci
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +16,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/signet-dev/signet/internal/expiring"
 )
 
 // Limits bound what Signet reads from a registry. A registry that exceeds
@@ -89,6 +89,11 @@ type Client struct {
 	limits    Limits
 	transport http.RoundTripper
 	userAgent string
+	// handshakes are the registry handshakes shared between requests
+	// (see RegistryTransport).
+	handshakes *expiring.Map[handshakeKey, *handshake]
+	// noReferrersAPI are the registries known to lack the referrers API.
+	noReferrersAPI *expiring.Map[string, bool]
 }
 
 // New builds a Client.
@@ -120,15 +125,17 @@ func New(opts Options) *Client {
 		kc = authn.NewMultiKeychain() // anonymous
 	}
 	c := &Client{
-		keychain:  kc,
-		insecure:  map[string]bool{},
-		limits:    limits,
-		userAgent: opts.UserAgent,
+		keychain:       kc,
+		insecure:       map[string]bool{},
+		limits:         limits,
+		userAgent:      opts.UserAgent,
+		handshakes:     newHandshakes(),
+		noReferrersAPI: expiring.New[string, bool](HandshakeTTL, maxHandshakes, nil),
 	}
 	for _, h := range opts.InsecureRegistries {
 		c.insecure[strings.ToLower(h)] = true
 	}
-	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP, observe: opts.Observe}
+	c.transport = &limitedTransport{base: base, limits: limits, plainHTTP: c.PlainHTTP, observe: opts.Observe, referrers: c.noteReferrersAnswer}
 	return c
 }
 
@@ -171,21 +178,6 @@ func (c *Client) NameOptions(registry string) []name.Option {
 		return []name.Option{name.Insecure}
 	}
 	return nil
-}
-
-// RemoteOptions are the go-containerregistry options every registry read
-// uses: the shared transport, the request's credentials and its context
-// (so the caller's deadline bounds every call).
-func (c *Client) RemoteOptions(ctx context.Context, requestKeychain authn.Keychain) []remote.Option {
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithTransport(c.transport),
-		remote.WithAuthFromKeychain(c.Keychain(requestKeychain)),
-	}
-	if c.userAgent != "" {
-		opts = append(opts, remote.WithUserAgent(c.userAgent))
-	}
-	return opts
 }
 
 // LimitError says that a registry exceeded one of Signet's limits.

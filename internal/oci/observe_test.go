@@ -3,6 +3,7 @@ package oci
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -60,16 +61,30 @@ func TestObserveSeesEveryRegistryRequest(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "https://")
+	// Named example.com (which the test server's certificate is for), not
+	// by its loopback address: Signet reaches loopback registries over
+	// plain HTTP only.
+	host := "example.com"
+	base := srv.Client().Transport.(*http.Transport).Clone()
+	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == host+":443" {
+			addr = srv.Listener.Addr().String()
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
 	obs := &observed{}
-	c := New(Options{Observe: obs.observe, Transport: srv.Client().Transport})
+	c := New(Options{Observe: obs.observe, Transport: base})
 
 	t.Run("go-containerregistry", func(t *testing.T) {
 		ref, err := name.ParseReference(host+"/app:v1", c.NameOptions(host)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := remote.Head(ref, c.RemoteOptions(context.Background(), nil)...); err == nil {
+		opts, err := c.RemoteOptions(context.Background(), ref.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Head(ref, opts...); err == nil {
 			t.Fatal("HEAD of a missing manifest succeeded")
 		}
 		want := []string{host + " 200", host + " 404"} // ping, manifest
@@ -78,7 +93,7 @@ func TestObserveSeesEveryRegistryRequest(t *testing.T) {
 		}
 	})
 	t.Run("redirect hops", func(t *testing.T) {
-		resp, err := (&http.Client{Transport: c.Transport()}).Get(srv.URL + "/v2/app/blobs/sha256:abc")
+		resp, err := (&http.Client{Transport: c.Transport()}).Get("https://" + host + "/v2/app/blobs/sha256:abc")
 		if err != nil {
 			t.Fatal(err)
 		}

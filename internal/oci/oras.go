@@ -33,12 +33,17 @@ func (c *Client) OrasRepository(repo name.Repository, requestKeychain authn.Keyc
 	if c.userAgent != "" {
 		client.SetUserAgent(c.userAgent)
 	}
-	return &orasremote.Repository{
+	r := &orasremote.Repository{
 		Client:           client,
 		Reference:        registry.Reference{Registry: host, Repository: repo.RepositoryStr()},
 		PlainHTTP:        c.PlainHTTP(host),
 		MaxMetadataBytes: c.limits.MaxResponseBytes + 1,
 	}
+	if c.LacksReferrersAPI(host) {
+		// Referrers then reads the tag schema only.
+		_ = r.SetReferrersCapability(false) // a new repository: cannot fail
+	}
+	return r
 }
 
 // MaxMetadataBytes is one byte over the transport's cap on purpose:

@@ -20,7 +20,11 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference, requestKeychai
 	if err != nil {
 		return name.Digest{}, err
 	}
-	desc, err := remote.Head(ref, c.RemoteOptions(ctx, requestKeychain)...)
+	opts, err := c.RemoteOptions(ctx, ref.Context(), requestKeychain)
+	if err != nil {
+		return name.Digest{}, &ResolveError{Failure: Classify(err), msg: Redact(err)}
+	}
+	desc, err := remote.Head(ref, opts...)
 	if err != nil {
 		return name.Digest{}, &ResolveError{Failure: Classify(err), msg: Redact(err)}
 	}

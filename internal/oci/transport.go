@@ -24,6 +24,8 @@ type limitedTransport struct {
 	plainHTTP func(host string) bool
 	// observe is Options.Observe; nil observes nothing.
 	observe func(host string, status int, err error, took time.Duration)
+	// referrers is told of every answer (Client.noteReferrersAnswer).
+	referrers func(req *http.Request, resp *http.Response)
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -45,6 +47,14 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if req.URL.Scheme == "http" && !t.plainHTTP(req.URL.Host) {
 		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries and those named with --insecure-registry may be reached without TLS", req.URL.Host)
 	}
+	// go-containerregistry pings a plain-HTTP registry over HTTPS and plain
+	// HTTP at once and keeps the first answer: a wasted connection and TLS
+	// handshake per ping. Signet reaches those registries over plain HTTP
+	// only (as oras-go does for notation), so the HTTPS attempt fails here,
+	// unsent, and the plain-HTTP one starts at once.
+	if req.URL.Scheme == "https" && hops == 0 && t.plainHTTP(req.URL.Host) {
+		return nil, fmt.Errorf("plain-HTTP registry %s: HTTPS not tried", req.URL.Host)
+	}
 	begin := time.Now()
 	resp, err := t.base.RoundTrip(req)
 	if t.observe != nil {
@@ -56,6 +66,9 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	if err != nil {
 		return nil, err
+	}
+	if t.referrers != nil {
+		t.referrers(req, resp)
 	}
 	limit := t.limits.MaxResponseBytes
 	if resp.ContentLength > limit {

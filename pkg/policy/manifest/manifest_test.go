@@ -143,3 +143,46 @@ func TestEveryCRDRuleCompiles(t *testing.T) {
 		t.Fatalf("compiled %d rules; the walk missed the schema", rules)
 	}
 }
+
+// TestDeferredCELRules: DecodeDeferred returns a policy its CEL rules
+// refuse (the schema and defaults passed) and Check refuses it with
+// Decode's exact error; a later document's immediate error comes after an
+// earlier document's CEL error, in reading order, as Decode reports.
+func TestDeferredCELRules(t *testing.T) {
+	s, err := NewSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = "apiVersion: signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n  images: [{glob: \"reg.example.com/**\"}]\n"
+	celBad := head + "  authorities: [{name: a, key: {kms: alias/cosign}}]\n"
+	const want = `policy.yaml: ClusterImagePolicy "p" is invalid: spec.authorities[0].key.kms: Invalid value: "alias/cosign": kms must be an AWS KMS key URI: awskms:///KEY_ID, awskms:///alias/NAME or awskms:///arn:aws:kms:REGION:ACCOUNT:key/KEY_ID`
+	ctx := context.Background()
+
+	pending := &Pending{}
+	ps, err := s.DecodeDeferred(ctx, "policy.yaml", strings.NewReader(celBad), pending)
+	if err != nil || len(ps) != 1 || ps[0].Spec.Mode != v1alpha1.ModeEnforce {
+		t.Fatalf("DecodeDeferred = %d policies, %v; want the defaulted policy, its CEL rules not yet applied", len(ps), err)
+	}
+	if err := pending.Check(ctx); err == nil || err.Error() != want {
+		t.Fatalf("Check = %v\nwant %s", err, want)
+	}
+
+	// An earlier file's CEL error is reported before a later file's schema error.
+	pending = &Pending{}
+	if _, err := s.DecodeDeferred(ctx, "policy.yaml", strings.NewReader(celBad), pending); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.DecodeDeferred(ctx, "later.yaml", strings.NewReader(head+"  mode: Audit\n  authorities: [{name: a, key: {kms: awskms:///alias/x}}]\n"), pending)
+	if err == nil || err.Error() != want {
+		t.Fatalf("DecodeDeferred of a later bad file = %v\nwant the earlier policy's %s", err, want)
+	}
+
+	// A valid policy passes Check.
+	pending = &Pending{}
+	if _, err := s.DecodeDeferred(ctx, "ok.yaml", strings.NewReader(head+"  authorities: [{name: a, key: {kms: awskms:///alias/x}}]\n"), pending); err != nil {
+		t.Fatal(err)
+	}
+	if err := pending.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

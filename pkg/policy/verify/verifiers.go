@@ -30,6 +30,9 @@ type Config struct {
 	InsecureRegistries []string
 	// KeyRefresh is how often KMS public keys are read again (default 10 min).
 	KeyRefresh time.Duration
+	// LazyKeys reads each KMS key when a signature is first checked with
+	// it, not when a policy names it (see cosign.KMSKeysOptions.Lazy).
+	LazyKeys bool
 	// RevocationTTL keeps AWS Signer revocation answers (default 10 min).
 	RevocationTTL time.Duration
 	UserAgent     string
@@ -81,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Verifiers, error) {
 	}
 	return &Verifiers{
 		Registry:    registry,
-		KMSKeys:     cosign.NewKMSKeys(awsclient.NewKMSClients(awsCfg), cosign.KMSKeysOptions{RefreshInterval: cfg.KeyRefresh}),
+		KMSKeys:     cosign.NewKMSKeys(awsclient.NewKMSClients(awsCfg), cosign.KMSKeysOptions{RefreshInterval: cfg.KeyRefresh, Lazy: cfg.LazyKeys}),
 		Revocations: revocations,
 		Roots:       roots,
 	}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -28,6 +29,9 @@ type row struct {
 	Under1ms float64
 	// Registry describes the registry traffic the webhook caused.
 	Registry string
+	// RegistryPerAdmission is the registry requests per admission of a
+	// cold case (0 for others).
+	RegistryPerAdmission float64
 }
 
 // images are prepared before anything is measured, so pushing and signing
@@ -40,8 +44,9 @@ type images struct {
 	signerColdC  []string
 	burst        name.Digest
 	burstRef     string
-	fastProbe    string // an image on the cache fill's registry, for its round trip
-	rolloutImage string // by tag: the pinning webhook resolves it
+	fastProbe    string   // an image on the cache fill's registry, for its round trip
+	cli          []string // signed images on the harness's counting registry, for the CLI case
+	rolloutImage string   // by tag: the pinning webhook resolves it
 }
 
 // runCases runs every case against one webhook, in the order of the
@@ -77,6 +82,9 @@ func (b *bench) runCases(ctx context.Context) (*report, error) {
 	if rep.RTT, err = b.measureRTT(ctx, imgs); err != nil {
 		return nil, err
 	}
+	if rep.Floors, err = b.measureFloors(ctx); err != nil {
+		return nil, err
+	}
 	c := b.cfg.Concurrency
 	// Warm twice: one request at a time for the handler's latency, then
 	// -concurrency at a time for throughput (where latency is queueing for
@@ -103,6 +111,15 @@ func (b *bench) runCases(ctx context.Context) (*report, error) {
 			return nil, err
 		}
 		rep.Rows = append(rep.Rows, r)
+	}
+	var cliRTT Summary
+	for _, r := range rep.RTT {
+		if strings.HasPrefix(r.Registry, b.burstRegistryHost) {
+			cliRTT = r.Summary
+		}
+	}
+	if rep.CLI, err = b.cli(ctx, imgs.cli, cliRTT); err != nil {
+		return nil, err
 	}
 	burst, br, err := b.burst(ctx, w, imgs)
 	if err != nil {
@@ -164,6 +181,10 @@ func (b *bench) prepare(ctx context.Context) (*images, error) {
 		if err == nil {
 			imgs.burst = d[0]
 		}
+		return err
+	})
+	g.Go(func() (err error) {
+		imgs.cli, err = b.prepareCLI(gctx)
 		return err
 	})
 	g.Go(func() error {

@@ -54,6 +54,8 @@ type config struct {
 	Before      string
 	Note        string
 	Webhook     string
+	CLI         string
+	CLIRuns     int
 	WideOnly    bool
 	// AuditPods Pods sharing AuditDigests digests: the continuous
 	// validation case.
@@ -78,6 +80,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.JSON, "json", "", "Also write the results as JSON to this file (for -before).")
 	fs.StringVar(&c.Before, "before", "", "A JSON file from an earlier run (-json): the report shows its numbers beside this run's.")
 	fs.StringVar(&c.Webhook, "webhook", "", "A webhook binary to run instead of building ./cmd/webhook.")
+	fs.StringVar(&c.CLI, "cli", "", "A signet CLI binary to run in the CLI case instead of building ./cmd/signet.")
+	fs.IntVar(&c.CLIRuns, "cli-runs", 30, "Runs (fresh processes) of each CLI case.")
 	fs.BoolVar(&c.WideOnly, "wide-only", false, "Run only the wide case (a Pod of 10,000 containers against the images-per-request limit, on and off).")
 	fs.IntVar(&c.AuditPods, "audit-pods", 5000, "Pods the continuous validation case audits in one cycle.")
 	fs.IntVar(&c.AuditDigests, "audit-digests", 200, "Distinct digests those Pods share (one in four unsigned).")
@@ -98,6 +102,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			"replicas": func() { c.Replicas = 3 },
 			"fill":     func() { c.Fill = 300 },
 			"rtt":      func() { c.RTT = 50 },
+			"cli-runs": func() { c.CLIRuns = 3 },
 			// Few enough Pods to create in a few seconds, enough that Pods share digests.
 			"audit-pods":    func() { c.AuditPods = 400 },
 			"audit-digests": func() { c.AuditDigests = 40 },
@@ -108,8 +113,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			}
 		}
 	}
-	if c.Concurrency < 1 || c.Cold < 1 || c.Burst < 1 || c.Replicas < 1 || c.Fill < 1 || c.RTT < 1 || c.WarmFor <= 0 || c.AuditPods < 1 || c.AuditDigests < 1 {
-		return nil, fmt.Errorf("-concurrency, -cold, -burst, -replicas, -fill, -rtt, -warm-for, -audit-pods and -audit-digests must be positive")
+	if c.Concurrency < 1 || c.Cold < 1 || c.Burst < 1 || c.Replicas < 1 || c.Fill < 1 || c.RTT < 1 || c.CLIRuns < 1 || c.WarmFor <= 0 || c.AuditPods < 1 || c.AuditDigests < 1 {
+		return nil, fmt.Errorf("-concurrency, -cold, -burst, -replicas, -fill, -rtt, -cli-runs, -warm-for, -audit-pods and -audit-digests must be positive")
 	}
 	if c.AuditDigests > c.AuditPods {
 		return nil, fmt.Errorf("-audit-digests %d: more than -audit-pods %d", c.AuditDigests, c.AuditPods)

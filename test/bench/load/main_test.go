@@ -236,3 +236,34 @@ func TestVerificationBounds(t *testing.T) {
 		t.Fatalf("bounds %v, want p50 ≤ 1ms, p99 over the last bound", got)
 	}
 }
+
+// TestColdFloors: a cold case's floor is its registry requests times the
+// registry's round trip, plus the signature check, plus (for AWS Signer)
+// the revocation call; the table states it and the multiple.
+func TestColdFloors(t *testing.T) {
+	r := &report{Cfg: &config{Concurrency: 16}, RTT: []rtt{{Registry: "127.0.0.1:5000", Summary: Summary{P50: time.Millisecond}}},
+		Floors: floors{CosignCheck: Summary{P50: 100 * time.Microsecond}, SignerCheck: Summary{P50: 500 * time.Microsecond}, Revocation: Summary{P50: 300 * time.Microsecond}},
+		Rows: []row{
+			{Case: "cold cosign-KMS", Conc: 1, Client: Summary{P50: 6200 * time.Microsecond}, RegistryPerAdmission: 2},
+			{Case: "cold AWS Signer", Conc: 1, Client: Summary{P50: 9600 * time.Microsecond}, RegistryPerAdmission: 4},
+		}}
+	got := r.coldFloors()
+	if len(got) != 2 || got[0].Floor() != 2100*time.Microsecond || got[1].Floor() != 4800*time.Microsecond {
+		t.Fatalf("floors %+v", got)
+	}
+	if m := got[1].Multiple(); m != 2 {
+		t.Fatalf("Signer multiple %v, want 2", m)
+	}
+	var out bytes.Buffer
+	if err := r.writeTables(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"| cold cosign-KMS | 2.0 | 1.00 | 0.100 | – | 2.10 | 6.20 | 3.0× |",
+		"| cold AWS Signer | 4.0 | 1.00 | 0.500 | 0.300 | 4.80 | 9.60 | 2.0× |",
+	} {
+		if !strings.Contains(out.String(), line) {
+			t.Fatalf("the tables lack %q:\n%s", line, out.String())
+		}
+	}
+}

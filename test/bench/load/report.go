@@ -28,9 +28,13 @@ type report struct {
 	Fill       fillResult
 	Wide       []wideResult
 	Audit      *auditResult `json:",omitempty"`
-	Targets    []target
-	Duration   time.Duration
-	Profiles   []profileReport
+	// Floors are the parts of the cold cases' physical floor; CLI is
+	// the CLI case.
+	Floors   floors
+	CLI      *cliResult `json:",omitempty"`
+	Targets  []target
+	Duration time.Duration
+	Profiles []profileReport
 	// Before is an earlier run (-before), shown beside this one.
 	Before *report `json:",omitempty"`
 }
@@ -159,6 +163,13 @@ func (r *report) judge() {
 			target{"cold cosign-KMS: p50 ≤ 5 ms", fmt.Sprintf("%s ms (c=1; %.1f× the registry round trip)", ms(c.Client.P50), r.ratioToRTT(c.Client.P50)), c.Client.P50 <= 5*time.Millisecond && c.Client.Errors == 0},
 			target{"cold cosign-KMS: p99 ≤ 20 ms", fmt.Sprintf("%s ms (c=1)", ms(c.Client.P99)), c.Client.P99 <= 20*time.Millisecond && c.Client.Errors == 0})
 	}
+	for _, f := range r.coldFloors() {
+		r.Targets = append(r.Targets, target{f.Case + ": p50 ≤ 2× the floor", fmt.Sprintf("%s ms = %.1f× the floor of %s ms (c=1)", ms(f.P50), f.Multiple(), ms(f.Floor())),
+			f.Multiple() > 0 && f.Multiple() <= 2})
+	}
+	if c := r.CLI; c != nil {
+		r.Targets = append(r.Targets, target{"signet verify, 1 image, fresh process: p50 ≤ 35 ms", fmt.Sprintf("%s ms (%d runs)", ms(c.One.P50), c.Runs), c.One.P50 <= 35*time.Millisecond})
+	}
 	if b := r.Row("burst", 0); b != nil {
 		r.Targets = append(r.Targets,
 			target{fmt.Sprintf("burst of %d: one signature fetch", r.Cfg.Burst), fmt.Sprintf("%d at the registry; %.0f verification (cache miss), %.0f joined it, %.0f cache hits",
@@ -204,6 +215,13 @@ func (r *report) keyMeasures() []measure {
 		if row.Client.Errors > 0 {
 			add(label+": errors", fmt.Sprint(row.Client.Errors))
 		}
+	}
+	for _, f := range r.coldFloors() {
+		add(f.Case+", c=1: floor (registry requests × RTT + check + revocation) / p50 as a multiple of it", fmt.Sprintf("%s ms / %.1f×", ms(f.Floor()), f.Multiple()))
+	}
+	if c := r.CLI; c != nil {
+		add("signet verify, 1 image, fresh process: p50 / registry requests", fmt.Sprintf("%s ms / %.0f", ms(c.One.P50), c.OneRequests))
+		add(fmt.Sprintf("signet verify, %d images, one process: p50 / registry requests", cliImages), fmt.Sprintf("%s ms / %.0f", ms(c.Many.P50), c.ManyRequests))
 	}
 	add("burst: signature fetches at the registry; verifications miss / shared / hit", fmt.Sprintf("%d; %.0f / %.0f / %.0f", r.Burst.SignatureFetches, r.Burst.Miss, r.Burst.Shared, r.Burst.Hit))
 	if r.Mixed != nil {

@@ -5,34 +5,37 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/policy"
 )
 
-// retryBackoff keeps go-containerregistry's retries of 5xx and 429 answers
-// well inside an admission budget (its default waits 1 s, then 3 s).
-var retryBackoff = remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}
-
-// session is one verification's registry access: one go-containerregistry
-// Puller (so the /v2/ ping and token exchange happen once per repository),
-// the caller's context on every call, Signet's limits, and the budget of
-// signatures this verification may examine.
+// session is one verification's registry access: the registry handshake
+// shared by every verification with the same credentials (made on first
+// use, see oci.Client.RegistryTransport), the caller's context on every
+// call, Signet's limits, and the budget of signatures this verification
+// may examine.
 type session struct {
 	ctx    context.Context
+	client *oci.Client
+	img    policy.Image
 	digest name.Digest
-	puller *remote.Puller
-	opts   []remote.Option
 	limits oci.Limits
 	budget int
 	// budgetWhat and payloadWhat are the LimitError.What of the budget
 	// being spent and of the payload size: signatures', then attestations'.
 	budgetWhat, payloadWhat string
+
+	// The puller and its options, made on first use; pullErr is why the
+	// handshake failed (reported by every read, each with its own what).
+	puller  *remote.Puller
+	opts    []remote.Option
+	pullErr error
 
 	// The referrers listing, read once for signatures and attestations.
 	refs     []v1.Descriptor
@@ -46,21 +49,32 @@ func newSession(ctx context.Context, client *oci.Client, img policy.Image) (*ses
 	if err != nil {
 		return nil, err
 	}
-	opts := append(client.RemoteOptions(ctx, img.Keychain), remote.WithRetryBackoff(retryBackoff))
-	p, err := remote.NewPuller(opts...)
-	if err != nil {
-		return nil, err
-	}
 	return &session{
 		ctx:         ctx,
+		client:      client,
+		img:         img,
 		digest:      d,
-		puller:      p,
-		opts:        append(opts, remote.Reuse(p)),
 		limits:      client.Limits(),
 		budget:      client.Limits().MaxSignatures,
 		budgetWhat:  budgetLimit,
 		payloadWhat: "signature payload size",
 	}, nil
+}
+
+// pull returns the session's puller, making the registry handshake (or
+// reusing a shared one) on first use.
+func (s *session) pull() (*remote.Puller, error) {
+	if s.puller == nil && s.pullErr == nil {
+		opts, err := s.client.RemoteOptions(s.ctx, s.digest.Context(), s.img.Keychain)
+		if err != nil {
+			s.pullErr = err
+			return nil, err
+		}
+		if s.puller, s.pullErr = remote.NewPuller(opts...); s.pullErr == nil {
+			s.opts = append(opts, remote.Reuse(s.puller))
+		}
+	}
+	return s.puller, s.pullErr
 }
 
 // fetchError is a registry read that failed: what was being read, and why.
@@ -86,7 +100,11 @@ func (s *session) take() error {
 
 // manifest reads the manifest ref names. A 404 is returned as (nil, nil).
 func (s *session) manifest(ref name.Reference, what string) (*v1.Manifest, error) {
-	desc, err := s.puller.Get(s.ctx, ref)
+	p, err := s.pull()
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	desc, err := p.Get(s.ctx, ref)
 	if oci.IsNotFound(err) {
 		return nil, nil
 	}
@@ -109,7 +127,11 @@ func (s *session) payload(desc v1.Descriptor, what string) ([]byte, error) {
 		return nil, &fetchError{what, &oci.LimitError{What: s.payloadWhat, Limit: limit,
 			URL: fmt.Sprintf("%s@%s (%d bytes)", s.digest.Context().Name(), desc.Digest, desc.Size)}}
 	}
-	layer, err := s.puller.Layer(s.ctx, s.digest.Context().Digest(desc.Digest.String()))
+	p, err := s.pull()
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	layer, err := p.Layer(s.ctx, s.digest.Context().Digest(desc.Digest.String()))
 	if err != nil {
 		return nil, &fetchError{what, err}
 	}
@@ -145,6 +167,27 @@ func (s *session) referrers() ([]v1.Descriptor, error) {
 
 func (s *session) readReferrers() ([]v1.Descriptor, error) {
 	what := "the referrers of " + s.digest.DigestStr()
+	p, err := s.pull()
+	if err != nil {
+		return nil, &fetchError{what, err}
+	}
+	if s.client.LacksReferrersAPI(s.digest.RegistryStr()) {
+		// Straight to the referrers tag schema, as go-containerregistry
+		// would after the API's 404.
+		tag := oci.ReferrersTag(digest.Digest(s.digest.DigestStr()))
+		desc, err := p.Get(s.ctx, s.digest.Context().Tag(tag))
+		if oci.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, &fetchError{what, err}
+		}
+		im, err := v1.ParseIndexManifest(strings.NewReader(string(desc.Manifest)))
+		if err != nil {
+			return nil, &fetchError{what, &oci.MalformedError{Err: err}}
+		}
+		return im.Manifests, nil
+	}
 	idx, err := remote.Referrers(s.digest, s.opts...)
 	if err != nil {
 		return nil, &fetchError{what, err}
@@ -160,6 +203,10 @@ func (s *session) readReferrers() ([]v1.Descriptor, error) {
 // not exist. Other failures report false: the caller only words its
 // "no signature" answer with it.
 func (s *session) imageMissing() bool {
-	_, err := s.puller.Head(s.ctx, s.digest)
+	p, err := s.pull()
+	if err != nil {
+		return false
+	}
+	_, err = p.Head(s.ctx, s.digest)
 	return oci.IsNotFound(err)
 }

@@ -94,6 +94,17 @@ func (k *KMSKey) current() (*publicKey, error) {
 	return s.key, nil
 }
 
+// ensure returns the key, reading it from KMS first if it was never read
+// (a key of KMSKeysOptions.Lazy); concurrent first uses share one read.
+func (k *KMSKey) ensure(ctx context.Context) (*publicKey, error) {
+	if k.state.Load() == nil {
+		if _, err := k.Refresh(ctx); err != nil && k.state.Load() == nil {
+			return nil, err
+		}
+	}
+	return k.current()
+}
+
 // Refresh reads the key from KMS now and reports whether it changed.
 // Concurrent calls share one GetPublicKey.
 func (k *KMSKey) Refresh(ctx context.Context) (changed bool, err error) {

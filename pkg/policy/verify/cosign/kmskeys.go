@@ -30,6 +30,12 @@ type KMSKeysOptions struct {
 	FetchTimeout time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// Lazy defers each key's first read from Get to the first verification
+	// that finds a signature to check with it: the CLI, which verifies a
+	// few images once, then asks KMS nothing for an unsigned image. (The
+	// webhook reads keys when policies load, so a policy's Ready condition
+	// tells a key KMS refuses.)
+	Lazy bool
 }
 
 // KMSKeys is the process's cache of KMS public keys, keyed by URI and
@@ -66,7 +72,7 @@ func NewKMSKeys(clients KMSClients, opts KMSKeysOptions) *KMSKeys {
 }
 
 // Get returns the key for uri, reading it from KMS if no policy named it
-// before. The error carries KMS's answer (the policy store puts it in the
+// before (unless Lazy). The error carries KMS's answer (the policy store puts it in the
 // policy's Ready condition); a failed load is not cached, so the next
 // policy reconcile tries again.
 func (c *KMSKeys) Get(ctx context.Context, uri string) (*KMSKey, error) {
@@ -85,8 +91,10 @@ func (c *KMSKeys) Get(ctx context.Context, uri string) (*KMSKey, error) {
 	}
 	v, err, _ := c.loads.Do(uri, func() (any, error) {
 		k := &KMSKey{ref: ref, client: c.clients.ForRegion(ref.Region), opts: &c.opts}
-		if err := k.refresh(ctx); err != nil {
-			return nil, err
+		if !c.opts.Lazy {
+			if err := k.refresh(ctx); err != nil {
+				return nil, err
+			}
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -264,3 +264,39 @@ func expectVerified(t *testing.T, v *Verifier, d interface{ String() string }) {
 		t.Fatalf("%s: %s %q", d, got.Reason, got.Cause)
 	}
 }
+
+// TestLazyKeyIsReadForASignatureOnly: a Lazy key is not read when a
+// policy names it, nor for an image with no signature; the first
+// signature to check reads it, once, and later ones use it from memory.
+func TestLazyKeyIsReadForASignatureOnly(t *testing.T) {
+	f := newFixture(t)
+	uri := "awskms:///" + f.createKey("us-east-1", kmstypes.KeySpecEccNistP256)
+	fr := newFaultyRegistry(t)
+	signed, other, unsigned := f.pushImage(fr.host), f.pushImage(fr.host), f.pushImage(fr.host)
+	f.sign(signed, uri, formatLegacy)
+	f.sign(other, uri, formatLegacy)
+	kmsCalls := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.sigv4At)
+	}
+
+	keys := NewKMSKeys(awsclient.NewKMSClients(f.cfg), KMSKeysOptions{Lazy: true})
+	before := kmsCalls()
+	v, err := NewKMS(context.Background(), keys, uri, Options{Registry: f.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := kmsCalls() - before; n != 0 {
+		t.Fatalf("building the verifier made %d KMS calls, want 0", n)
+	}
+	expect(t, verifyImage(t, v, unsigned), policy.ReasonNoSignature, "no signature found")
+	if n := kmsCalls() - before; n != 0 {
+		t.Fatalf("verifying an unsigned image made %d KMS calls, want 0", n)
+	}
+	expectVerified(t, v, signed)
+	expectVerified(t, v, other)
+	if n := kmsCalls() - before; n != 1 {
+		t.Fatalf("verifying two signed images made %d KMS calls, want 1", n)
+	}
+}

@@ -26,7 +26,10 @@ import (
 
 // keySource supplies the key a verification uses.
 type keySource interface {
+	// current is the key now, never loading it.
 	current() (*publicKey, error)
+	// ensure is the key, loading it first if it was never loaded.
+	ensure(ctx context.Context) (*publicKey, error)
 	// refreshAfterFailure may re-read the key after signatures failed to
 	// verify, and reports whether it changed.
 	refreshAfterFailure(ctx context.Context) bool
@@ -109,8 +112,9 @@ func NewPEM(name string, pem []byte, opts Options) (*Verifier, error) {
 // staticKey is a PEM key: it never changes.
 type staticKey struct{ k *publicKey }
 
-func (s staticKey) current() (*publicKey, error)           { return s.k, nil }
-func (staticKey) refreshAfterFailure(context.Context) bool { return false }
+func (s staticKey) current() (*publicKey, error)               { return s.k, nil }
+func (s staticKey) ensure(context.Context) (*publicKey, error) { return s.k, nil }
+func (staticKey) refreshAfterFailure(context.Context) bool     { return false }
 
 // Identity names the key by fingerprint (not URI: two URIs of one key
 // share verdicts; an alias re-pointed to another key does not), with the

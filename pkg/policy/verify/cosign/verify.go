@@ -23,10 +23,6 @@ import (
 // registry again.
 func (v *Verifier) Verify(ctx context.Context, img policy.Image) policy.Result {
 	res := policy.Result{Image: img.Ref.String(), Authority: v.describe}
-	key, err := v.key.current()
-	if err != nil {
-		return withCause(res, policy.ReasonKeyUnavailable, "key unavailable: "+err.Error())
-	}
 	h, err := v1.NewHash(img.Ref.DigestStr())
 	if err != nil {
 		return withCause(res, policy.ReasonInvalidSignature, "image reference has no usable digest: "+err.Error())
@@ -36,33 +32,35 @@ func (v *Verifier) Verify(ctx context.Context, img policy.Image) policy.Result {
 		return withCause(res, policy.ReasonRegistryUnavailable, "registry options: "+err.Error())
 	}
 
-	var r run
+	r := run{v: v}
 	cands, err := s.legacyCandidates(h)
-	if o, ok := r.try(ctx, v, key, cands, err, h); ok {
-		return v.attested(ctx, s, key, h, verified(res, key, o))
+	if o, ok := r.try(ctx, cands, err, h); ok {
+		return v.attested(ctx, s, r.key, h, verified(res, r.key, o))
 	}
-	if !r.budgetSpent {
+	if !r.budgetSpent && r.keyErr == nil {
 		descs, err := s.referrers()
 		r.fail(err)
 		for _, d := range signatureReferrers(descs) {
 			cands, err := s.referrerCandidates(d)
-			if o, ok := r.try(ctx, v, key, cands, err, h); ok {
-				return v.attested(ctx, s, key, h, verified(res, key, o))
+			if o, ok := r.try(ctx, cands, err, h); ok {
+				return v.attested(ctx, s, r.key, h, verified(res, r.key, o))
 			}
-			if r.budgetSpent {
+			if r.budgetSpent || r.keyErr != nil {
 				break
 			}
 		}
 	}
+	if r.keyErr != nil {
+		return withCause(res, policy.ReasonKeyUnavailable, "key unavailable: "+r.keyErr.Error())
+	}
 
 	if r.anyInvalid() && v.key.refreshAfterFailure(ctx) {
 		if nk, err := v.key.current(); err == nil {
-			key = nk
 			r.outcomes = nil
 			for _, c := range r.found {
-				o := v.check(ctx, key, c, h)
+				o := v.check(ctx, nk, c, h)
 				if o.reason == policy.ReasonVerified {
-					return v.attested(ctx, s, key, h, verified(res, key, o))
+					return v.attested(ctx, s, nk, h, verified(res, nk, o))
 				}
 				r.outcomes = append(r.outcomes, o)
 			}
@@ -82,6 +80,12 @@ func (v *Verifier) attested(ctx context.Context, s *session, key *publicKey, h v
 
 // run collects what one verification found.
 type run struct {
+	v *Verifier
+	// key is the key to check with, read when the first candidate is
+	// found: an image with no signature costs no key (a lazily loaded KMS
+	// key is then never fetched). keyErr is why it could not be read.
+	key         *publicKey
+	keyErr      error
 	found       []*candidate
 	outcomes    []outcome
 	failures    []error
@@ -90,9 +94,14 @@ type run struct {
 
 // try checks the candidates one source yielded (and records the error
 // that stopped the source, if any), returning the first that verifies.
-func (r *run) try(ctx context.Context, v *Verifier, key *publicKey, cands []*candidate, err error, h v1.Hash) (outcome, bool) {
+func (r *run) try(ctx context.Context, cands []*candidate, err error, h v1.Hash) (outcome, bool) {
+	if len(cands) > 0 && r.key == nil {
+		if r.key, r.keyErr = r.v.key.ensure(ctx); r.keyErr != nil {
+			return outcome{}, false
+		}
+	}
 	for _, c := range cands {
-		o := v.check(ctx, key, c, h)
+		o := r.v.check(ctx, r.key, c, h)
 		if o.reason == policy.ReasonVerified {
 			return o, true
 		}
