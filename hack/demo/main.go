@@ -3,8 +3,9 @@
 // policy applies, an invalid one is refused with the CRD's own message; then
 // the webhook runs locally, images are signed with the real cosign CLIs
 // through the KMS test server and one with a test AWS Signer chain through
-// notation, and kubectl shows the signed Pods admitted, an unsigned Pod and
-// Deployment refused, and a Warn-mode warning. Everything stops again.
+// notation, and kubectl shows the signed Pods admitted and Running on the
+// stack's node, an unsigned Pod and Deployment refused, and a Warn-mode
+// warning. Everything stops again.
 // `make demo` runs it.
 package main
 
@@ -38,7 +39,7 @@ func run() error {
 
 	// Stop the stack at the end only if the demo started it.
 	wasRunning := stackEnvExists(root)
-	d.say("Bring up the local stack: etcd, kube-apiserver, kube-controller-manager, two registries, AWS KMS test server")
+	d.say("Bring up the local stack: etcd, kube-apiserver, kube-controller-manager, two registries, AWS KMS test server, a node (kube-scheduler, containerd, kubelet, kube-proxy)")
 	if err := d.show("go", "run", "./hack/stack", "up"); err != nil {
 		return err
 	}
