@@ -144,7 +144,7 @@ func (m machineState) restore(mountPrefixes []string) error {
 	if !m.Bridge {
 		if _, err := os.Stat("/sys/class/net/" + bridgeName); err == nil {
 			if out, err := exec.Command("ip", "link", "delete", bridgeName).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("deleting the bridge %s: %v: %s", bridgeName, err, out))
+				errs = append(errs, fmt.Errorf("deleting the bridge %s: %w: %s", bridgeName, err, out))
 			}
 		}
 	}

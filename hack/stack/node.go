@@ -49,7 +49,6 @@ func nodeWanted() (bool, error) {
 	}
 }
 
-func (s *stack) nodeDir() string          { return filepath.Join(s.dir, "node") }
 func (s *stack) nodePath(p string) string { return filepath.Join(s.dir, "node", p) }
 func (s *stack) containerdSock() string   { return s.nodePath("containerd/containerd.sock") }
 
@@ -159,7 +158,7 @@ func (s *stack) startNode(ctx context.Context, apiURL, kubeconfig string, admin 
 			{"link", "set", bridgeName, "up"},
 		} {
 			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-				return fmt.Errorf("creating the node's bridge: ip %s: %v: %s", strings.Join(args, " "), err, out)
+				return fmt.Errorf("creating the node's bridge: ip %s: %w: %s", strings.Join(args, " "), err, out)
 			}
 		}
 	}
@@ -313,7 +312,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	}
 	if err := waitCRI(ctx, sock, 60*time.Second, p.alive); err != nil {
 		log := filepath.Join(s.logs, "containerd.log")
-		return fmt.Errorf("containerd did not become ready on %s: %w\nlast lines of %s:\n%s", sock, err, log, tail(log, 15))
+		return fmt.Errorf("containerd did not become ready on %s: %w\nlast lines of %s:\n%s", sock, err, log, tail(log))
 	}
 	return nil
 }
@@ -374,7 +373,7 @@ imageGCLowThresholdPercent: 99
 	}
 	if err := waitNodeReady(ctx, apiURL, admin, 90*time.Second, proc.alive); err != nil {
 		log := filepath.Join(s.logs, "kubelet.log")
-		return fmt.Errorf("kubelet: node %s did not become Ready: %w\nlast lines of %s:\n%s", nodeName, err, log, tail(log, 15))
+		return fmt.Errorf("kubelet: node %s did not become Ready: %w\nlast lines of %s:\n%s", nodeName, err, log, tail(log))
 	}
 	return nil
 }
@@ -397,8 +396,10 @@ func waitNodeReady(ctx context.Context, apiURL string, client *http.Client, time
 			switch {
 			case resp.StatusCode == http.StatusNotFound:
 				last = errors.New("not registered")
-			case err != nil || resp.StatusCode != http.StatusOK:
-				last = fmt.Errorf("HTTP %d: %v", resp.StatusCode, err)
+			case resp.StatusCode != http.StatusOK:
+				last = fmt.Errorf("HTTP %d", resp.StatusCode)
+			case err != nil:
+				last = fmt.Errorf("decoding the Node: %w", err)
 			default:
 				last = errors.New("no Ready condition yet")
 				for _, c := range node.Status.Conditions {
@@ -406,7 +407,7 @@ func waitNodeReady(ctx context.Context, apiURL string, client *http.Client, time
 						if c.Status == corev1.ConditionTrue {
 							return nil
 						}
-						last = fmt.Errorf("Ready=%s: %s", c.Status, c.Message)
+						last = fmt.Errorf("condition Ready is %s: %s", c.Status, c.Message)
 					}
 				}
 			}
@@ -452,7 +453,7 @@ func (s *stack) stopNode(procs []proc) error {
 	if bin, err := filepath.EvalSymlinks(filepath.Join(s.bin, "kube-proxy")); err == nil {
 		// kube-proxy's own clean-up of every mode's rules.
 		if out, err := exec.Command(bin, "--cleanup").CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %v: %s", err, out))
+			errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
 		}
 	}
 	if err := m.restore(nodeMounts(s.dir)); err != nil {

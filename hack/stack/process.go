@@ -130,8 +130,12 @@ func startWithEnv(pids pidFile, logDir, name, bin string, env []string, args ...
 	return p, pids.add(p)
 }
 
-// tail returns the last n lines of a log, for error messages.
-func tail(path string, n int) string {
+// tailLines is how much of a component's log an error message quotes.
+const tailLines = 15
+
+// tail returns the last lines of a log, for error messages.
+func tail(path string) string {
+	n := tailLines
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""

@@ -178,7 +178,7 @@ func (s *stack) launch(ctx context.Context, name, url string, client *http.Clien
 	}
 	if err := waitHTTP(ctx, url, client, 90*time.Second, p.alive); err != nil {
 		log := filepath.Join(s.logs, name+".log")
-		return fmt.Errorf("%s did not become ready at %s: %w\nlast lines of %s:\n%s", name, url, err, log, tail(log, 15))
+		return fmt.Errorf("%s did not become ready at %s: %w\nlast lines of %s:\n%s", name, url, err, log, tail(log))
 	}
 	return nil
 }
@@ -202,7 +202,7 @@ func (s *stack) launchSelfAddressed(ctx context.Context, name, probe string) (st
 		}
 		if time.Now().After(deadline) {
 			log := filepath.Join(s.logs, name+".log")
-			return "", fmt.Errorf("%s did not write %s\nlast lines of %s:\n%s", name, addrFile, log, tail(log, 15))
+			return "", fmt.Errorf("%s did not write %s\nlast lines of %s:\n%s", name, addrFile, log, tail(log))
 		}
 		select {
 		case <-ctx.Done():
