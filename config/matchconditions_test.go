@@ -183,13 +183,15 @@ func TestMatchConditionsSkipIrrelevantUpdates(t *testing.T) {
 		step(t, pod, relabel(pod))
 		step(t, pod, func() { pod.Spec.Containers[0].Image = image("v2") }, "pods UPDATE pod")
 		// kubectl debug: the ephemeralcontainers subresource.
-		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			t.Fatal(err)
-		}
-		pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, corev1.EphemeralContainer{
-			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: image("debug"), TerminationMessagePolicy: corev1.TerminationMessageReadFile, ImagePullPolicy: corev1.PullIfNotPresent},
-		})
-		if err := c.SubResource("ephemeralcontainers").Update(ctx, pod); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+				return err
+			}
+			pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, corev1.EphemeralContainer{
+				EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: image("debug"), TerminationMessagePolicy: corev1.TerminationMessageReadFile, ImagePullPolicy: corev1.PullIfNotPresent},
+			})
+			return c.SubResource("ephemeralcontainers").Update(ctx, pod)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := rec.take("pod"), []string{"pods/ephemeralcontainers UPDATE pod"}; strings.Join(got, ";") != strings.Join(want, ";") {

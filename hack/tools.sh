@@ -2,8 +2,11 @@
 # Builds the pinned tools Signet's stack and tests need, once, into a per-user
 # cache keyed by tool and version, and links them into ./bin.
 #
-#   hack/tools.sh                 the stack's tools (what `make stack-up` needs)
+#   hack/tools.sh                 the stack's tools (what `make stack-up` needs),
+#                                 with node-packages unless SIGNET_STACK_NODE=false
 #   hack/tools.sh cosign helm ... only the named tools
+#   hack/tools.sh node-packages   the node's Debian packages (containerd, runc,
+#                                 CNI plugins, iptables) through apt-get
 #
 # A fresh clone on the same machine reuses the cache; a new version builds anew.
 # Everything is built from source through the Go module proxy.
@@ -28,7 +31,13 @@ GOLANGCI_LINT_VERSION=v2.15.0
 # kind only for `make e2e-kind` (needs a Docker engine; not built by default).
 KIND_VERSION=v0.33.0
 
-STACK_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl controller-gen helm registry)
+STACK_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl controller-gen helm registry)
+
+# The node's runtime comes from Debian, not from source: containerd 1.6 (CRI
+# v1) and runc 1.1 (built with seccomp) run kubelet 1.37's Pods; the CNI
+# plugins give them addresses on the stack's bridge; kubelet and kube-proxy
+# program iptables.
+NODE_PACKAGES=(containerd runc containernetworking-plugins iptables)
 
 log() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
@@ -77,6 +86,9 @@ build_kube() { # OUT VERSION CMD
 }
 build_kube_apiserver() { build_kube "$1" "$2" kube-apiserver; }
 build_kube_controller_manager() { build_kube "$1" "$2" kube-controller-manager; }
+build_kube_scheduler() { build_kube "$1" "$2" kube-scheduler; }
+build_kubelet() { build_kube "$1" "$2" kubelet; }
+build_kube_proxy() { build_kube "$1" "$2" kube-proxy; }
 build_kubectl() { build_kube "$1" "$2" kubectl; }
 build_etcd() { (cd "$root/hack/tools/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$1/etcd" .); }
 build_controller_gen() { go_install "$1" "sigs.k8s.io/controller-tools/cmd/controller-gen@$2"; }
@@ -88,11 +100,32 @@ build_golangci_lint() { go_install "$1" "github.com/golangci/golangci-lint/v2/cm
 build_kind() { go_install "$1" "sigs.k8s.io/kind@$2"; }
 build_notation() { (cd "$root/hack/tools/notation" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$1/notation" github.com/notaryproject/notation/cmd/notation); }
 
+# node_packages installs NODE_PACKAGES with apt-get unless every one is
+# installed already (then it costs nothing, and needs no network).
+node_packages() {
+	local missing=()
+	for p in "${NODE_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return
+	command -v apt-get >/dev/null || die "the node needs the packages ${missing[*]} and this is not a Debian-like system; install them, or run the stack without a node: SIGNET_STACK_NODE=false"
+	log "installing ${missing[*]} with apt-get"
+	local sudo=()
+	[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+	"${sudo[@]}" apt-get update -qq || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${NODE_PACKAGES[@]}" >/dev/null ||
+		die "apt-get install ${NODE_PACKAGES[*]} failed (output above)"
+}
+
 one() {
 	case $1 in
+	node-packages) node_packages ;;
 	etcd) install etcd "$ETCD_VERSION" build_etcd ;;
 	kube-apiserver) install kube-apiserver "$KUBE_VERSION" build_kube_apiserver ;;
 	kube-controller-manager) install kube-controller-manager "$KUBE_VERSION" build_kube_controller_manager ;;
+	kube-scheduler) install kube-scheduler "$KUBE_VERSION" build_kube_scheduler ;;
+	kubelet) install kubelet "$KUBE_VERSION" build_kubelet ;;
+	kube-proxy) install kube-proxy "$KUBE_VERSION" build_kube_proxy ;;
 	kubectl) install kubectl "$KUBE_VERSION" build_kubectl ;;
 	controller-gen) install controller-gen "$CONTROLLER_GEN_VERSION" build_controller_gen ;;
 	helm) install helm "$HELM_VERSION" build_helm ;;
@@ -102,10 +135,14 @@ one() {
 	notation) install notation "$NOTATION_VERSION" build_notation ;;
 	kind) install kind "$KIND_VERSION" build_kind ;;
 	golangci-lint) install golangci-lint "$GOLANGCI_LINT_VERSION" build_golangci_lint ;;
-	*) die "unknown tool $1 (known: ${STACK_TOOLS[*]} cosign cosign3 notation kind golangci-lint)" ;;
+	*) die "unknown tool $1 (known: ${STACK_TOOLS[*]} node-packages cosign cosign3 notation kind golangci-lint)" ;;
 	esac
 }
 
 command -v go >/dev/null || die "Go is not installed; install Go 1.26 and retry"
-if [[ $# -eq 0 ]]; then set -- "${STACK_TOOLS[@]}"; fi
+if [[ $# -eq 0 ]]; then
+	set -- "${STACK_TOOLS[@]}"
+	# The node's packages too, unless the stack runs without a node.
+	[[ ${SIGNET_STACK_NODE:-true} == false ]] || set -- node-packages "$@"
+fi
 for t in "$@"; do one "$t"; done

@@ -20,6 +20,7 @@ import (
 	"github.com/signet-dev/signet/internal/oci"
 	"github.com/signet-dev/signet/pkg/admission"
 	"github.com/signet-dev/signet/test/fixtures"
+	"github.com/signet-dev/signet/test/podimage"
 	"github.com/signet-dev/signet/test/signerpki"
 )
 
@@ -73,7 +74,7 @@ func (d *demo) admissionDemo() error {
 	images := map[string]string{}
 	for _, tag := range []string{"api", "worker", "unsigned"} {
 		ref := repo + "/" + tag + ":v1"
-		digest, err := fixtures.PushRandom(ref)
+		digest, err := pushRunnable(d.ctx, ref, tag)
 		if err != nil {
 			return err
 		}
@@ -92,7 +93,7 @@ func (d *demo) admissionDemo() error {
 
 	d.say("Push one more image and sign it as AWS Signer does (notation, Signer's plugin attributes, test chain)")
 	images["signer-app"] = repo + "/signer-app:v1"
-	signerDigest, err := fixtures.PushRandom(images["signer-app"])
+	signerDigest, err := pushRunnable(d.ctx, images["signer-app"], "signer-app")
 	if err != nil {
 		return err
 	}
@@ -181,13 +182,35 @@ spec:
 		return err
 	}
 	staging := registry + "/staging/app:v1"
-	if _, err := fixtures.PushRandom(staging); err != nil {
+	if _, err := pushRunnable(d.ctx, staging, "staging"); err != nil {
 		return err
 	}
 	if err := d.show(d.kubectl, "-n", "demo", "run", "staging", "--image="+staging); err != nil {
 		return err
 	}
-	return d.attestationDemo(registry, alias)
+	if err := d.attestationDemo(registry, alias); err != nil {
+		return err
+	}
+	if env["SIGNET_NODE"] == "" {
+		d.say("The stack runs without a node (SIGNET_STACK_NODE=false): the admitted Pods stay Pending")
+		return d.show(d.kubectl, "-n", "demo", "get", "pods")
+	}
+	d.say("On the node, the admitted Pods run the digests Signet verified; the unsigned one does not exist")
+	if err := d.show(d.kubectl, "-n", "demo", "wait", "--for=condition=Ready", "--timeout=90s", "pod/api", "pod/worker", "pod/signer-app", "pod/staging", "pod/scanned-clean"); err != nil {
+		return err
+	}
+	return d.show(d.kubectl, "-n", "demo", "get", "pods", "-o",
+		"custom-columns=NAME:.metadata.name,STATUS:.status.phase,NODE:.spec.nodeName,IMAGE:.spec.containers[0].image,RUNNING:.status.containerStatuses[0].imageID")
+}
+
+// pushRunnable pushes a runnable image (hack/pause) as ref and returns its
+// digest: the node pulls and runs what the demo admits.
+func pushRunnable(ctx context.Context, ref, variant string) (string, error) {
+	d, err := podimage.Push(ctx, ref, "demo-"+variant)
+	if err != nil {
+		return "", err
+	}
+	return d.DigestStr(), nil
 }
 
 // startWebhook builds and runs cmd/webhook with a fresh serving certificate

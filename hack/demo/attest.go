@@ -31,7 +31,7 @@ func (d *demo) attestationDemo(registry, alias string) error {
 		{"critical", []string{"HIGH", "CRITICAL"}},
 	} {
 		ref := repo + "/" + img.name + ":v1"
-		digest, err := fixtures.PushRandom(ref)
+		digest, err := pushRunnable(d.ctx, ref, img.name)
 		if err != nil {
 			return err
 		}

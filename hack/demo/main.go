@@ -3,10 +3,10 @@
 // policy applies, an invalid one is refused with the CRD's own message; then
 // the webhook runs locally, images are signed with the real cosign CLIs
 // through the KMS test server and one with a test AWS Signer chain through
-// notation, and kubectl shows the signed Pods admitted, an unsigned Pod and
-// Deployment refused, a Warn-mode warning, and a policy requiring a scan
-// attestation admitting a clean image and refusing one with a CRITICAL
-// finding. Everything stops again.
+// notation, and kubectl shows the signed Pods admitted and Running on the
+// stack's node, an unsigned Pod and Deployment refused, a Warn-mode warning,
+// and a policy requiring a scan attestation admitting a clean image and
+// refusing one with a CRITICAL finding. Everything stops again.
 // `make demo` runs it.
 package main
 
@@ -40,7 +40,7 @@ func run() error {
 
 	// Stop the stack at the end only if the demo started it.
 	wasRunning := stackEnvExists(root)
-	d.say("Bring up the local stack: etcd, kube-apiserver, kube-controller-manager, two registries, AWS KMS test server")
+	d.say("Bring up the local stack: etcd, kube-apiserver, kube-controller-manager, two registries, AWS KMS test server, a node (kube-scheduler, containerd, kubelet, kube-proxy)")
 	if err := d.show("go", "run", "./hack/stack", "up"); err != nil {
 		return err
 	}

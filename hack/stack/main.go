@@ -1,7 +1,9 @@
 // Command stack runs Signet's local test stack on 127.0.0.1: etcd, a real
 // kube-apiserver and kube-controller-manager, a CNCF distribution registry
 // (no referrers API), a go-containerregistry registry (with the referrers
-// API) and the AWS KMS test server.
+// API), the AWS KMS test server and, unless SIGNET_STACK_NODE=false, a node:
+// kube-scheduler, containerd and runc, CNI on the stack's own bridge,
+// kubelet and kube-proxy. One stack per machine can have the node.
 //
 //	go run ./hack/stack up     start it (idempotent), write .stack/env
 //	go run ./hack/stack down   stop exactly what up started
@@ -41,6 +43,9 @@ func run(args []string) error {
 		return errors.New("run from the repository root (make stack-up does)")
 	}
 	s := newStack(root, filepath.Join(root, ".stack"), filepath.Join(root, "bin"))
+	if s.node, err = nodeWanted(); err != nil {
+		return err
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	switch args[0] {
@@ -59,6 +64,8 @@ type stack struct {
 	root, dir, bin, logs string
 	pids                 pidFile
 	pki                  pki
+	// node: start a node (kube-scheduler, containerd, kubelet, kube-proxy).
+	node bool
 }
 
 // newStack describes a stack for the repository at root, with its state in
@@ -124,6 +131,8 @@ func (s *stack) down() error {
 	if err != nil {
 		return err
 	}
+	// The node first, and the machine put back as stack-up found it.
+	nodeErr := s.stopNode(procs)
 	// Reverse order: the control plane stops before etcd.
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].stop(10 * time.Second)
@@ -138,6 +147,10 @@ func (s *stack) down() error {
 	}
 	if err != nil {
 		return err
+	}
+	if nodeErr != nil {
+		// Keep the record of the machine for the next down.
+		return fmt.Errorf("%w\nrun make stack-down again; the node's logs are in %s", nodeErr, s.logs)
 	}
 	for _, e := range entries {
 		if e.Name() == "logs" {

@@ -18,7 +18,8 @@ import (
 )
 
 // pki is the local control plane's certificate material: one CA that signs
-// the API server's serving certificate and the admin client certificate,
+// the API server's serving certificate and the admin and kubelet client
+// certificates,
 // and the service-account token signing key.
 type pki struct {
 	dir string
@@ -51,6 +52,11 @@ func (p pki) generate() error {
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
+		}},
+		// The node's kubelet, authorised by the Node authorizer.
+		{"kubelet", x509.Certificate{
+			Subject:     pkix.Name{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}},
 		// system:masters: the admin of a throw-away test cluster.
 		{"admin", x509.Certificate{

@@ -92,6 +92,11 @@ func (p proc) stop(grace time.Duration) {
 // start runs bin with args in its own session, detached from stack-up, with
 // output in logDir/name.log, and records it in pids.
 func start(pids pidFile, logDir, name, bin string, args ...string) (proc, error) {
+	return startWithEnv(pids, logDir, name, bin, nil, args...)
+}
+
+// startWithEnv is start with variables added to stack-up's environment.
+func startWithEnv(pids pidFile, logDir, name, bin string, env []string, args ...string) (proc, error) {
 	exe, err := filepath.Abs(bin)
 	if err != nil {
 		return proc{}, err
@@ -110,6 +115,9 @@ func start(pids pidFile, logDir, name, bin string, args ...string) (proc, error)
 	}
 	defer log.Close()
 	cmd := exec.Command(exe, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -122,8 +130,12 @@ func start(pids pidFile, logDir, name, bin string, args ...string) (proc, error)
 	return p, pids.add(p)
 }
 
-// tail returns the last n lines of a log, for error messages.
-func tail(path string, n int) string {
+// tailLines is how much of a component's log an error message quotes.
+const tailLines = 15
+
+// tail returns the last lines of a log, for error messages.
+func tail(path string) string {
+	n := tailLines
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""

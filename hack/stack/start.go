@@ -69,7 +69,13 @@ func (s *stack) start(ctx context.Context) error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+p("sa.pub"), "--service-account-signing-key-file="+p("sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24",
-		"--authorization-mode=RBAC",
+		// Node: kubelet acts as system:node:<name>, as on a real cluster.
+		"--authorization-mode=Node,RBAC",
+		// kubectl logs/exec/port-forward: the API server dials kubelet by
+		// the node IP (its host name would mean a DNS lookup off the
+		// machine) and presents the admin certificate.
+		"--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",
+		"--kubelet-client-certificate="+p("admin.crt"), "--kubelet-client-key="+p("admin.key"),
 		"--allow-privileged=true",
 		// No nodes and a loopback address: nothing for the kubernetes
 		// Service's endpoints to point at.
@@ -83,10 +89,7 @@ func (s *stack) start(ctx context.Context) error {
 		return err
 	}
 
-	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // its own self-signed serving cert
-	}}
-	if err := s.launch(ctx, "kube-controller-manager", fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort), insecure,
+	if err := s.launch(ctx, "kube-controller-manager", fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort), insecureClient(),
 		"--kubeconfig="+kubeconfig,
 		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", kcmPort),
@@ -121,6 +124,12 @@ func (s *stack) start(ctx context.Context) error {
 		return err
 	}
 
+	if s.node {
+		if err := s.startNode(ctx, apiURL, kubeconfig, admin, []string{distURL, strings.TrimPrefix(referrers, "http://")}); err != nil {
+			return err
+		}
+	}
+
 	env := [][2]string{
 		{"KUBECONFIG", kubeconfig},
 		{"SIGNET_REGISTRY", distURL},
@@ -133,6 +142,9 @@ func (s *stack) start(ctx context.Context) error {
 		{"AWS_EC2_METADATA_DISABLED", "true"},
 		{"AWS_CONFIG_FILE", os.DevNull},
 		{"AWS_SHARED_CREDENTIALS_FILE", os.DevNull},
+	}
+	if s.node {
+		env = append(env, [2]string{"SIGNET_NODE", nodeName})
 	}
 	var b strings.Builder
 	b.WriteString("# Written by `make stack-up`; removed by `make stack-down`.\n")
@@ -166,7 +178,7 @@ func (s *stack) launch(ctx context.Context, name, url string, client *http.Clien
 	}
 	if err := waitHTTP(ctx, url, client, 90*time.Second, p.alive); err != nil {
 		log := filepath.Join(s.logs, name+".log")
-		return fmt.Errorf("%s did not become ready at %s: %w\nlast lines of %s:\n%s", name, url, err, log, tail(log, 15))
+		return fmt.Errorf("%s did not become ready at %s: %w\nlast lines of %s:\n%s", name, url, err, log, tail(log))
 	}
 	return nil
 }
@@ -190,7 +202,7 @@ func (s *stack) launchSelfAddressed(ctx context.Context, name, probe string) (st
 		}
 		if time.Now().After(deadline) {
 			log := filepath.Join(s.logs, name+".log")
-			return "", fmt.Errorf("%s did not write %s\nlast lines of %s:\n%s", name, addrFile, log, tail(log, 15))
+			return "", fmt.Errorf("%s did not write %s\nlast lines of %s:\n%s", name, addrFile, log, tail(log))
 		}
 		select {
 		case <-ctx.Done():
@@ -198,6 +210,12 @@ func (s *stack) launchSelfAddressed(ctx context.Context, name, probe string) (st
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// insecureTLS trusts any server: for health probes of components that
+// serve their own self-signed certificates.
+func insecureTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true} //nolint:gosec // health probes on 127.0.0.1 only
 }
 
 // adminClient is an HTTPS client with the admin certificate, trusting the CA.

@@ -11,7 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/signet-dev/signet/pkg/policy/api/v1alpha1"
 )
@@ -23,9 +25,16 @@ func pod(name, image string) *corev1.Pod {
 	}
 }
 
-// denial is what the API server returns for a webhook denial.
-func denial(webhook, msg string) string {
-	return fmt.Sprintf("admission webhook %q denied the request: %s", webhook, msg)
+// denial is what the API server returns when the validating webhook that
+// judges resource denies a request with msg. The webhook's name is the one
+// in the configuration actually installed (h.hooks).
+func (h *harness) denial(t *testing.T, resource, msg string) string {
+	t.Helper()
+	name, ok := h.hooks[resource]
+	if !ok {
+		t.Fatalf("no installed validating webhook judges %s (installed: %v)", resource, h.hooks)
+	}
+	return fmt.Sprintf("admission webhook %q denied the request: %s", name, msg)
 }
 
 func TestAdmission(t *testing.T) {
@@ -46,8 +55,8 @@ func TestAdmission(t *testing.T) {
 	})
 	t.Run("unsigned pod is denied with one line naming image, policy, authority, cause, remedy", func(t *testing.T) {
 		_, err := pods.Create(ctx, pod("unsigned", unsigned), metav1.CreateOptions{})
-		if !apierrors.IsForbidden(err) || err.Error() != denial("pods.validate.signet.dev", unsignedDenial) {
-			t.Fatalf("got:  %v\nwant: %s", err, denial("pods.validate.signet.dev", unsignedDenial))
+		if !apierrors.IsForbidden(err) || err.Error() != h.denial(t, "pods", unsignedDenial) {
+			t.Fatalf("got:  %v\nwant: %s", err, h.denial(t, "pods", unsignedDenial))
 		}
 	})
 	t.Run("dry-run is judged the same and creates nothing", func(t *testing.T) {
@@ -65,7 +74,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("deployment with an unsigned image fails at once", func(t *testing.T) {
 		d := deployment("unsigned", unsigned)
 		_, err := h.cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		want := denial("deployments.validate.signet.dev", strings.Replace(unsignedDenial, "(spec.containers[0].image)", "(spec.template.spec.containers[0].image)", 1))
+		want := h.denial(t, "deployments", strings.Replace(unsignedDenial, "(spec.containers[0].image)", "(spec.template.spec.containers[0].image)", 1))
 		if err == nil || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -80,24 +89,28 @@ func TestAdmission(t *testing.T) {
 		})
 	})
 	t.Run("updating a pod's image to an unsigned one is denied", func(t *testing.T) {
-		p, err := pods.Create(ctx, pod("update-me", signed), metav1.CreateOptions{})
-		if err != nil {
+		if _, err := pods.Create(ctx, pod("update-me", signed), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		p.Spec.Containers[0].Image = unsigned
-		_, err = pods.Update(ctx, p, metav1.UpdateOptions{})
-		if err == nil || err.Error() != denial("pods.validate.signet.dev", unsignedDenial) {
+		err := updatePod(ctx, pods, "update-me", func(p *corev1.Pod) error {
+			p.Spec.Containers[0].Image = unsigned
+			_, err := pods.Update(ctx, p, metav1.UpdateOptions{})
+			return err
+		})
+		if err == nil || err.Error() != h.denial(t, "pods", unsignedDenial) {
 			t.Fatalf("got: %v", err)
 		}
 	})
 	t.Run("kubectl debug: an unsigned ephemeral container is denied", func(t *testing.T) {
-		p, err := pods.Create(ctx, pod("debug-me", signed), metav1.CreateOptions{})
-		if err != nil {
+		if _, err := pods.Create(ctx, pod("debug-me", signed), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: unsigned}}}
-		_, err = pods.UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
-		want := denial("pods.validate.signet.dev", strings.Replace(unsignedDenial, "spec.containers[0]", "spec.ephemeralContainers[0]", 1))
+		err := updatePod(ctx, pods, "debug-me", func(p *corev1.Pod) error {
+			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: unsigned}}}
+			_, err := pods.UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
+			return err
+		})
+		want := h.denial(t, "pods", strings.Replace(unsignedDenial, "spec.containers[0]", "spec.ephemeralContainers[0]", 1))
 		if err == nil || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -141,7 +154,7 @@ func TestPolicyNotReadyFailsClosed(t *testing.T) {
 	}
 	ns := h.namespace(t, "", nil)
 	_, err := h.cs.CoreV1().Pods(ns).Create(ctx, pod("x", img), metav1.CreateOptions{})
-	if err == nil || !strings.HasPrefix(err.Error(), denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-broken": the policy is not ready: authority "ci-kms": `, img, digest))) ||
+	if err == nil || !strings.HasPrefix(err.Error(), h.denial(t, "pods", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-broken": the policy is not ready: authority "ci-kms": `, img, digest))) ||
 		!strings.Contains(err.Error(), "NotFoundException") {
 		t.Fatalf("got: %v", err)
 	}
@@ -157,6 +170,20 @@ func deployment(name, image string) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod(name, image).Spec},
 		},
 	}
+}
+
+// updatePod reads the Pod and calls update with it, again while the
+// answer is a conflict: on the node, kubelet updates the Pod's status
+// meanwhile, and the API server checks the resourceVersion before
+// admission.
+func updatePod(ctx context.Context, pods typedcorev1.PodInterface, name string, update func(*corev1.Pod) error) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := pods.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		return update(p)
+	})
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -146,7 +146,7 @@ func TestBreakGlass(t *testing.T) {
 		d := deployment("own-annotation", hotfix)
 		annotate(d, breakGlassReason)
 		_, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		want := denial("deployments.validate.signet.dev", fmt.Sprintf(`image %s (spec.template.spec.containers[0].image) denied by ClusterImagePolicy "e2e-bg-allows": %s`, pinned, noSig))
+		want := h.denial(t, "deployments", fmt.Sprintf(`image %s (spec.template.spec.containers[0].image) denied by ClusterImagePolicy "e2e-bg-allows": %s`, pinned, noSig))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -160,7 +160,7 @@ func TestBreakGlass(t *testing.T) {
 		p := pod("strict", strict)
 		annotate(p, breakGlassReason)
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-bg-strict": %s Break-glass does not apply: ClusterImagePolicy "e2e-bg-strict" does not allow it (spec.breakGlass.allowed is not true).`, strict, strictDigest, noSig))
+		want := h.denial(t, "pods", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-bg-strict": %s Break-glass does not apply: ClusterImagePolicy "e2e-bg-strict" does not allow it (spec.breakGlass.allowed is not true).`, strict, strictDigest, noSig))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -170,7 +170,7 @@ func TestBreakGlass(t *testing.T) {
 		p := pod("short", hotfix)
 		annotate(p, "hotfix")
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", `annotation signet.dev/break-glass in metadata.annotations: break-glass reason "hotfix" is too short (6 characters, at least 10): say why the images must run unverified, e.g. "INC-4711: signing service down, hotfix for checkout"`)
+		want := h.denial(t, "pods", `annotation signet.dev/break-glass in metadata.annotations: break-glass reason "hotfix" is too short (6 characters, at least 10): say why the images must run unverified, e.g. "INC-4711: signing service down, hotfix for checkout"`)
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -210,14 +210,14 @@ func TestStaticAuthorities(t *testing.T) {
 	t.Run("an image no policy governs is still denied", func(t *testing.T) {
 		other, otherDigest := h.push(t, "other:v1")
 		_, err := pods.Create(ctx, pod("other", other+"@"+otherDigest), metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf("image %s@%s (spec.containers[0].image) is not governed by any ClusterImagePolicy. No ClusterImagePolicy governs this image and unmatched images are denied: add a policy whose images cover it.", other, otherDigest))
+		want := h.denial(t, "pods", fmt.Sprintf("image %s@%s (spec.containers[0].image) is not governed by any ClusterImagePolicy. No ClusterImagePolicy governs this image and unmatched images are denied: add a policy whose images cover it.", other, otherDigest))
 		if err == nil || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
 	})
 	t.Run("static fail denies with the policy's message", func(t *testing.T) {
 		_, err := pods.Create(ctx, pod("hub", hub+"@"+hubDigest), metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-static-fail": Images from hub are not allowed here: use %s/vendor instead.`, hub, hubDigest, h.repo))
+		want := h.denial(t, "pods", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-static-fail": Images from hub are not allowed here: use %s/vendor instead.`, hub, hubDigest, h.repo))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}

@@ -44,6 +44,10 @@ type harness struct {
 	// configName names this run's webhook configurations
 	// (<configName>-validating, <configName>-mutating).
 	configName string
+	// hooks names the installed validating webhooks by the resource each
+	// judges (pods, deployments, clusterimagepolicies, …), read from the
+	// configuration the API server has: the suite expects what it will say.
+	hooks map[string]string
 }
 
 var (
@@ -91,6 +95,10 @@ func start(t *testing.T, env *stack.Env) (*harness, error) {
 		// configurations; the suite only uses them.
 		h.exempt = target.exempt
 	} else if err := h.startLocal(t); err != nil {
+		return nil, err
+	}
+
+	if h.hooks, err = installedHooks(context.Background(), h.cs, h.configName+"-validating"); err != nil {
 		return nil, err
 	}
 
@@ -148,6 +156,48 @@ func (h *harness) register(port int, caPEM []byte) error {
 	}
 	_, err := h.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{})
 	return err
+}
+
+// installedHooks reads the validating webhooks that judge each resource:
+// locally from the configuration the suite registered (local, by name); in
+// a cluster from those the Helm release installed (labelled with its
+// instance name).
+func installedHooks(ctx context.Context, cs kubernetes.Interface, local string) (map[string]string, error) {
+	vwcs := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	var configs []admissionregistrationv1.ValidatingWebhookConfiguration
+	if target.cluster {
+		l, err := vwcs.List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + target.release})
+		if err != nil {
+			return nil, err
+		}
+		configs = l.Items
+	} else {
+		c, err := vwcs.Get(ctx, local, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		configs = append(configs, *c)
+	}
+	hooks := map[string]string{}
+	for _, c := range configs {
+		for _, w := range c.Webhooks {
+			for _, r := range w.Rules {
+				for _, res := range r.Resources {
+					if strings.Contains(res, "/") {
+						continue // a subresource is judged by its resource's webhook
+					}
+					if prev, ok := hooks[res]; ok && prev != w.Name {
+						return nil, fmt.Errorf("%s: both %q and %q judge %s", c.Name, prev, w.Name, res)
+					}
+					hooks[res] = w.Name
+				}
+			}
+		}
+	}
+	if len(hooks) == 0 {
+		return nil, fmt.Errorf("no validating webhook is installed (cluster target: release %q; local: %s)", target.release, local)
+	}
+	return hooks, nil
 }
 
 // namespace makes a judged namespace with extra labels, removed after the test.

@@ -40,7 +40,7 @@ func (h *harness) instance(t *testing.T, label string, timeoutSeconds int32, fla
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("signet-e2e-%s-%d", label, os.Getpid())},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:         "pods.validate.signet.dev",
+			Name:         h.hooks["pods"], // the name the suite's denials expect
 			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},

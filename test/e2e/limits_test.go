@@ -79,7 +79,7 @@ func TestRefusedPullSecretsStayInTheirNamespace(t *testing.T) {
 	victim := h.namespace(t, "", nil)
 
 	hex := strings.TrimPrefix(digest.String(), "sha256:")
-	want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s/app@%s (spec.containers[0].image) denied by ClusterImagePolicy %q: no valid signature from authority "ci-kms" (awskms:///%s): `+
+	want := h.denial(t, "pods", fmt.Sprintf(`image %s/app@%s (spec.containers[0].image) denied by ClusterImagePolicy %q: no valid signature from authority "ci-kms" (awskms:///%s): `+
 		`registry %s denied access reading the sha256-%s.sig tag (HTTP 401): give Signet pull access to %s/app (on ECR: ecr:BatchGetImage and ecr:GetDownloadUrlForLayer for its role) or add an imagePullSecret. `+
 		`This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.`, host, digest, policyName, h.alias, host, hex, host))
 	for i := range 3 {
@@ -116,7 +116,7 @@ func TestTooManyImagesAreRefusedQuickly(t *testing.T) {
 	begin := time.Now()
 	_, err := h.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	took := time.Since(begin)
-	want := denial("pods.validate.signet.dev", "the object names 10000 distinct images, more than the 256 Signet judges in one request (--max-images-per-request): split the workload, or ask your cluster admin to raise the limit")
+	want := h.denial(t, "pods", "the object names 10000 distinct images, more than the 256 Signet judges in one request (--max-images-per-request): split the workload, or ask your cluster admin to raise the limit")
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}

@@ -89,7 +89,7 @@ func TestDigestPinning(t *testing.T) {
 	})
 	t.Run("an unsigned image is denied by the validating webhook, with the same message", func(t *testing.T) {
 		_, err := pods.Create(ctx, pod("unsigned", unsigned), metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-pin": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
+		want := h.denial(t, "pods", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-pin": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -107,12 +107,15 @@ func TestDigestPinning(t *testing.T) {
 		}
 	})
 	t.Run("kubectl debug: an ephemeral container by tag is pinned", func(t *testing.T) {
-		p, err := pods.Create(ctx, pod("debug-me", pinned), metav1.CreateOptions{})
-		if err != nil {
+		if _, err := pods.Create(ctx, pod("debug-me", pinned), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: signed}}}
-		got, err := pods.UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
+		var got *corev1.Pod
+		err := updatePod(ctx, pods, "debug-me", func(p *corev1.Pod) (err error) {
+			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: signed}}}
+			got, err = pods.UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

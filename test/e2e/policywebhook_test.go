@@ -59,19 +59,19 @@ func TestClusterImagePolicyWebhook(t *testing.T) {
 		{
 			name:   "a glob CEL lets through",
 			policy: judged(h.kmsPolicy("e2e-cip-glob", "registry.example.com//app", h.alias, v1alpha1.ModeEnforce)),
-			want:   `admission webhook "clusterimagepolicies.validate.signet.dev" denied the request: ClusterImagePolicy.signet.dev "e2e-cip-glob" is invalid: spec.images[0].glob: Invalid value: "registry.example.com//app": must not have empty path segments`,
+			want:   h.denial(t, "clusterimagepolicies", `ClusterImagePolicy.signet.dev "e2e-cip-glob" is invalid: spec.images[0].glob: Invalid value: "registry.example.com//app": must not have empty path segments`),
 			field:  "spec.images[0].glob",
 		},
 		{
 			name:   "PEM that does not parse",
 			policy: withKey("e2e-cip-pem", v1alpha1.KeyAuthority{Data: "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0C…pasted badly\n-----END PUBLIC KEY-----\n"}),
-			want:   `admission webhook "clusterimagepolicies.validate.signet.dev" denied the request: ClusterImagePolicy.signet.dev "e2e-cip-pem" is invalid: spec.authorities[0].key.data: Invalid value: "(PEM)": parsing the PEM public key: PEM decoding failed`,
+			want:   h.denial(t, "clusterimagepolicies", `ClusterImagePolicy.signet.dev "e2e-cip-pem" is invalid: spec.authorities[0].key.data: Invalid value: "(PEM)": parsing the PEM public key: PEM decoding failed`),
 			field:  "spec.authorities[0].key.data",
 		},
 		{
 			name:   "secretRef to a Secret that does not exist",
 			policy: withKey("e2e-cip-secret", v1alpha1.KeyAuthority{SecretRef: &v1alpha1.SecretKeyReference{Namespace: "default", Name: absent, Key: "cosign.pub"}}),
-			want:   fmt.Sprintf(`admission webhook "clusterimagepolicies.validate.signet.dev" denied the request: ClusterImagePolicy.signet.dev "e2e-cip-secret" is invalid: spec.authorities[0].key.secretRef: Invalid value: "default/%s[cosign.pub]": secrets "%s" not found`, absent, absent),
+			want:   h.denial(t, "clusterimagepolicies", fmt.Sprintf(`ClusterImagePolicy.signet.dev "e2e-cip-secret" is invalid: spec.authorities[0].key.secretRef: Invalid value: "default/%s[cosign.pub]": secrets "%s" not found`, absent, absent)),
 			field:  "spec.authorities[0].key.secretRef",
 		},
 		{

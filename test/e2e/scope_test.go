@@ -33,21 +33,21 @@ func TestEveryWorkloadKindIsJudged(t *testing.T) {
 	alwaysTmpl := *tmpl.DeepCopy()
 	alwaysTmpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	for _, tt := range []struct {
-		hook, path string
-		obj        client.Object
+		resource, path string
+		obj            client.Object
 	}{
-		{"replicasets.validate.signet.dev", "spec.template.spec", &appsv1.ReplicaSet{Spec: appsv1.ReplicaSetSpec{Selector: selector, Template: alwaysTmpl}}},
-		{"statefulsets.validate.signet.dev", "spec.template.spec", &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Selector: selector, Template: alwaysTmpl}}},
-		{"daemonsets.validate.signet.dev", "spec.template.spec", &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{Selector: selector, Template: alwaysTmpl}}},
-		{"jobs.validate.signet.dev", "spec.template.spec", &batchv1.Job{Spec: batchv1.JobSpec{Template: tmpl}}},
-		{"cronjobs.validate.signet.dev", "spec.jobTemplate.spec.template.spec", &batchv1.CronJob{Spec: batchv1.CronJobSpec{Schedule: "*/5 * * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}},
-		{"replicationcontrollers.validate.signet.dev", "spec.template.spec", &corev1.ReplicationController{Spec: corev1.ReplicationControllerSpec{Selector: labels, Template: &alwaysTmpl}}},
+		{"replicasets", "spec.template.spec", &appsv1.ReplicaSet{Spec: appsv1.ReplicaSetSpec{Selector: selector, Template: alwaysTmpl}}},
+		{"statefulsets", "spec.template.spec", &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Selector: selector, Template: alwaysTmpl}}},
+		{"daemonsets", "spec.template.spec", &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{Selector: selector, Template: alwaysTmpl}}},
+		{"jobs", "spec.template.spec", &batchv1.Job{Spec: batchv1.JobSpec{Template: tmpl}}},
+		{"cronjobs", "spec.jobTemplate.spec.template.spec", &batchv1.CronJob{Spec: batchv1.CronJobSpec{Schedule: "*/5 * * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}},
+		{"replicationcontrollers", "spec.template.spec", &corev1.ReplicationController{Spec: corev1.ReplicationControllerSpec{Selector: labels, Template: &alwaysTmpl}}},
 	} {
 		t.Run(fmt.Sprintf("%T", tt.obj), func(t *testing.T) {
 			tt.obj.SetName("k")
 			tt.obj.SetNamespace(ns)
 			err := h.c.Create(ctx, tt.obj)
-			want := denial(tt.hook, fmt.Sprintf(`image %s@%s (%s.containers[0].image) denied by ClusterImagePolicy "e2e-kinds": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, img, digest, tt.path, h.alias))
+			want := h.denial(t, tt.resource, fmt.Sprintf(`image %s@%s (%s.containers[0].image) denied by ClusterImagePolicy "e2e-kinds": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, img, digest, tt.path, h.alias))
 			if err == nil || err.Error() != want {
 				t.Fatalf("got:  %v\nwant: %s", err, want)
 			}
@@ -114,7 +114,7 @@ func TestRegistryDownDeniesAsTransient(t *testing.T) {
 	h.policy(t, p, metav1.ConditionTrue)
 	ns := h.namespace(t, "", nil)
 	_, err := h.cs.CoreV1().Pods(ns).Create(context.Background(), pod("x", "127.0.0.1:1/app:v1"), metav1.CreateOptions{})
-	prefix := denial("pods.validate.signet.dev", `image 127.0.0.1:1/app:v1 (spec.containers[0].image) denied: could not resolve tag "v1" to a digest: `)
+	prefix := h.denial(t, "pods", `image 127.0.0.1:1/app:v1 (spec.containers[0].image) denied: could not resolve tag "v1" to a digest: `)
 	if err == nil || !strings.HasPrefix(err.Error(), prefix) || !strings.HasSuffix(err.Error(), "connection refused. This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.") {
 		t.Fatalf("got: %v", err)
 	}
@@ -136,7 +136,7 @@ func TestNoMatchModes(t *testing.T) {
 			msg := "image registry.example.com/ungoverned/app@sha256:" + strings.Repeat("0", 64) + " (spec.containers[0].image) is not governed by any ClusterImagePolicy. No ClusterImagePolicy governs this image and unmatched images are "
 			switch mode {
 			case "deny":
-				if want := denial("pods.validate.signet.dev", msg+"denied: add a policy whose images cover it."); err == nil || err.Error() != want {
+				if want := h.denial(t, "pods", msg+"denied: add a policy whose images cover it."); err == nil || err.Error() != want {
 					t.Fatalf("got:  %v\nwant: %s", err, want)
 				}
 			case "warn":
@@ -174,7 +174,7 @@ func TestVerifyTimeoutAnswersBeforeTheAPIServerGivesUp(t *testing.T) {
 		_, err := h.cs.CoreV1().Pods(ns).Create(context.Background(), pod("x", host+"/app:v1"), metav1.CreateOptions{})
 		return err
 	})
-	want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s/app:v1 (spec.containers[0].image) denied: verification did not finish in time: the registry did not resolve tag "v1". This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.`, host))
+	want := h.denial(t, "pods", fmt.Sprintf(`image %s/app:v1 (spec.containers[0].image) denied: verification did not finish in time: the registry did not resolve tag "v1". This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.`, host))
 	if err == nil || err.Error() != want {
 		t.Fatalf("got:  %v\nwant: %s", err, want)
 	}

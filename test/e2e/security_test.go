@@ -98,7 +98,7 @@ func TestUnpinnedEnforcedTag(t *testing.T) {
 
 	cs, warnings := h.warningClient(t)
 	_, err := cs.CoreV1().Pods(ns).Create(ctx, pod("tag", img), metav1.CreateOptions{})
-	want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s (spec.containers[0].image) is governed by Enforce ClusterImagePolicy "e2e-unpinned" and was verified at digest %s, but it arrives named by tag only: Signet's digest-pinning webhook did not pin it, and the tag could point to another digest when the kubelet pulls. Retry, or name the image by digest: %s@%s`, img, digest, img, digest))
+	want := h.denial(t, "pods", fmt.Sprintf(`image %s (spec.containers[0].image) is governed by Enforce ClusterImagePolicy "e2e-unpinned" and was verified at digest %s, but it arrives named by tag only: Signet's digest-pinning webhook did not pin it, and the tag could point to another digest when the kubelet pulls. Retry, or name the image by digest: %s@%s`, img, digest, img, digest))
 	if !apierrors.IsForbidden(err) || err.Error() != want {
 		t.Fatalf("got:  %v\nwant: %s", err, want)
 	}
@@ -146,7 +146,7 @@ func TestImageVolumesAreJudged(t *testing.T) {
 	}
 	t.Run("an unsigned image volume is denied", func(t *testing.T) {
 		_, err := pods.Create(ctx, withVolume("unsigned-volume", unsigned), metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.volumes[0].image.reference) denied by ClusterImagePolicy "e2e-vol": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
+		want := h.denial(t, "pods", fmt.Sprintf(`image %s@%s (spec.volumes[0].image.reference) denied by ClusterImagePolicy "e2e-vol": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -164,7 +164,7 @@ func TestImageVolumesAreJudged(t *testing.T) {
 		d := deployment("unsigned-volume", app+"@"+appDigest)
 		d.Spec.Template.Spec.Volumes = withVolume("", unsigned).Spec.Volumes
 		_, err := h.cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		want := denial("deployments.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.template.spec.volumes[0].image.reference) denied by ClusterImagePolicy "e2e-vol": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
+		want := h.denial(t, "deployments", fmt.Sprintf(`image %s@%s (spec.template.spec.volumes[0].image.reference) denied by ClusterImagePolicy "e2e-vol": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, unsigned, unsignedDigest, h.alias))
 		if err == nil || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -193,7 +193,7 @@ func TestEverySpellingMeetsThePolicy(t *testing.T) {
 	t.Run("an unsigned image spelled in upper case is denied", func(t *testing.T) {
 		img := shouted + "/spell:unsigned"
 		_, err := pods.Create(ctx, pod("unsigned", img), metav1.CreateOptions{})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-spell": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, img, unsignedDigest, h.alias))
+		want := h.denial(t, "pods", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-spell": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities.`, img, unsignedDigest, h.alias))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}
@@ -261,7 +261,7 @@ func TestBestEffortRevocationWarns(t *testing.T) {
 			_, err := h.cs.CoreV1().Pods(ns).Create(ctx, pod("enforce", byDigest), metav1.CreateOptions{})
 			return err
 		})
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(`image %s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-revocation-enforce": no valid signature from authority "aws-signer" (signer profile %s): could not check revocation with AWS Signer in us-east-1: cannot connect to 127.0.0.1:1: connect: connection refused. This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.`, byDigest, profile))
+		want := h.denial(t, "pods", fmt.Sprintf(`image %s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-revocation-enforce": no valid signature from authority "aws-signer" (signer profile %s): could not check revocation with AWS Signer in us-east-1: cannot connect to 127.0.0.1:1: connect: connection refused. This is a transient failure: retry; if it persists, check that Signet can reach the registry and AWS.`, byDigest, profile))
 		if !apierrors.IsForbidden(err) || err.Error() != want {
 			t.Fatalf("got:  %v\nwant: %s", err, want)
 		}

@@ -1,6 +1,7 @@
 // Package stack gives tests the local stack that `make stack-up` started: a
 // real kube-apiserver and kube-controller-manager, two OCI registries and an
-// AWS KMS test server, all on 127.0.0.1.
+// AWS KMS test server, all on 127.0.0.1, and (unless SIGNET_STACK_NODE=false)
+// a node where Pods run.
 //
 // Tests call Load and fail, never skip, when the stack is not running: `make
 // test` always brings it up, so a missing stack is a broken run, not an
@@ -45,6 +46,9 @@ type Env struct {
 	KMSEndpoint string
 	// Region is the AWS region the stack's AWS test servers claim to be in.
 	Region string
+	// Node is the name of the stack's node (kubelet on this machine), empty
+	// when the stack runs without one (SIGNET_STACK_NODE=false).
+	Node string
 	// Vars holds every variable of .stack/env, for tests that start processes.
 	Vars map[string]string
 }
@@ -102,6 +106,7 @@ func load() (*Env, error) {
 		ReferrersRegistry: vars["SIGNET_REFERRERS_REGISTRY"],
 		KMSEndpoint:       vars["AWS_ENDPOINT_URL_KMS"],
 		Region:            vars["AWS_REGION"],
+		Node:              vars["SIGNET_NODE"],
 		Vars:              vars,
 	}
 	for name, v := range map[string]string{
