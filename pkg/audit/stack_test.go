@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,11 +58,12 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &auditFixture{c: c, dc: dc, alias: fmt.Sprintf("alias/signet-audit-%d", os.Getpid())}
+	// Each test its own key and repository.
+	f := &auditFixture{c: c, dc: dc, alias: fmt.Sprintf("alias/signet-audit-%d-%s", os.Getpid(), t.Name())}
 	if err := fixtures.CreateKMSAlias(ctx, f.alias); err != nil {
 		t.Fatal(err)
 	}
-	repo := fmt.Sprintf("%s/audit-%d", env.Registry, os.Getpid())
+	repo := fmt.Sprintf("%s/audit-%d/%s", env.Registry, os.Getpid(), strings.ToLower(t.Name()))
 	f.signed, f.unsigned = repo+"/app:signed", repo+"/app:unsigned"
 	if f.signedDigest, err = fixtures.PushRandom(f.signed); err != nil {
 		t.Fatal(err)
