@@ -11,11 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/signet-dev/signet/pkg/audit"
 	"github.com/signet-dev/signet/pkg/policy"
@@ -111,6 +113,9 @@ func (o *auditOptions) restConfig() (*rest.Config, error) {
 }
 
 func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// The client's controller-runtime logging has nothing for a CLI's
+	// user (errors are returned); unset, it warns on stderr after 30 s.
+	logf.SetLogger(logr.Discard())
 	o := &auditOptions{}
 	fs := flag.NewFlagSet("signet audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
