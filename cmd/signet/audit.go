@@ -53,7 +53,7 @@ func (o *auditOptions) bind(fs *flag.FlagSet) {
 		o.policies = append(o.policies, s)
 		return nil
 	})
-	fs.StringVar(&o.output, "output", "text", "Output format: text or json.")
+	fs.StringVar(&o.output, "output", formatText, "Output format: text or json.")
 	fs.Func("no-match-policy", "What to do with images no policy governs, as the webhook's flag: allow, warn or deny (default warn, the webhook's default); under warn and deny they are violations.", func(s string) error {
 		o.noMatch = policy.NoMatchPolicy(s)
 		return nil
@@ -83,7 +83,7 @@ func (o *auditOptions) validate(args []string) error {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q: signet audit judges the cluster's Pods (use --namespace to audit one namespace)", args))
 	}
 	switch o.output {
-	case "text", "json":
+	case formatText, formatJSON:
 	default:
 		errs = append(errs, fmt.Errorf("--output %q: must be text or json", o.output))
 	}
@@ -214,7 +214,7 @@ func (o *auditOptions) loadPolicies(ctx context.Context, c client.Client, factor
 		for _, cip := range cips {
 			p, errs := policy.Compile(ctx, cip, factory, noSecrets)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("ClusterImagePolicy %q is invalid: %v", cip.Name, errs.ToAggregate())
+				return nil, fmt.Errorf("ClusterImagePolicy %q is invalid: %w", cip.Name, errs.ToAggregate())
 			}
 			out = append(out, p)
 		}

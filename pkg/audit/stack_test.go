@@ -47,7 +47,7 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	if err := reportsv1alpha1.AddToScheme(scheme); err != nil {
+	if err := reportsv1alpha1.Install(scheme); err != nil {
 		t.Fatal(err)
 	}
 	if err := apiextensionsv1.AddToScheme(scheme); err != nil { // the OpenReports test uninstalls its CRD
