@@ -11,11 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/signet-dev/signet/pkg/audit"
 	"github.com/signet-dev/signet/pkg/policy"
@@ -52,7 +54,7 @@ func (o *auditOptions) bind(fs *flag.FlagSet) {
 		o.policies = append(o.policies, s)
 		return nil
 	})
-	fs.StringVar(&o.output, "output", "text", "Output format: text or json.")
+	fs.StringVar(&o.output, "output", formatText, "Output format: text or json.")
 	fs.Func("no-match-policy", "What to do with images no policy governs, as the webhook's flag: allow, warn or deny (default warn, the webhook's default); under warn and deny they are violations.", func(s string) error {
 		o.noMatch = policy.NoMatchPolicy(s)
 		return nil
@@ -82,7 +84,7 @@ func (o *auditOptions) validate(args []string) error {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q: signet audit judges the cluster's Pods (use --namespace to audit one namespace)", args))
 	}
 	switch o.output {
-	case "text", "json":
+	case formatText, formatJSON:
 	default:
 		errs = append(errs, fmt.Errorf("--output %q: must be text or json", o.output))
 	}
@@ -112,6 +114,9 @@ func (o *auditOptions) restConfig() (*rest.Config, error) {
 }
 
 func runAudit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// The client's controller-runtime logging has nothing for a CLI's
+	// user (errors are returned); unset, it warns on stderr after 30 s.
+	logf.SetLogger(logr.Discard())
 	o := &auditOptions{}
 	fs := flag.NewFlagSet("signet audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -214,7 +219,7 @@ func (o *auditOptions) loadPolicies(ctx context.Context, c client.Client, factor
 		for _, cip := range cips {
 			p, errs := policy.Compile(ctx, cip, factory, noSecrets)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("%s: ClusterImagePolicy %q is invalid: %v", sources[cip.Name], cip.Name, errs.ToAggregate())
+				return nil, fmt.Errorf("%s: ClusterImagePolicy %q is invalid: %w", sources[cip.Name], cip.Name, errs.ToAggregate())
 			}
 			out = append(out, p)
 		}

@@ -16,7 +16,7 @@ var states = []audit.State{audit.StateVerified, audit.StateUngoverned, audit.Sta
 // and Pod order, then a summary line; json is the same content as a
 // document (see docs/cli.md for its fields).
 func writeAudit(w io.Writer, format string, rep *audit.Report) error {
-	if format == "json" {
+	if format == formatJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(auditJSON(rep))

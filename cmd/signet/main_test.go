@@ -44,12 +44,13 @@ func newCLIFixture(t *testing.T) *cliFixture {
 	if out, err := exec.Command("go", "build", "-o", f.bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	alias := fmt.Sprintf("alias/signet-cli-%d", os.Getpid())
+	// Each test its own key and repository.
+	alias := fmt.Sprintf("alias/signet-cli-%d-%s", os.Getpid(), t.Name())
 	f.alias = alias
 	if err := fixtures.CreateKMSAlias(context.Background(), alias); err != nil {
 		t.Fatal(err)
 	}
-	f.repo = fmt.Sprintf("%s/cli-%d", env.Registry, os.Getpid())
+	f.repo = fmt.Sprintf("%s/cli-%d/%s", env.Registry, os.Getpid(), strings.ToLower(t.Name()))
 	f.signed, f.signedDigest = push(t, f.repo+"/app:signed")
 	f.unsigned, f.unsignedDigest = push(t, f.repo+"/app:unsigned")
 	if err := fixtures.CosignSign(cosignBin, alias, f.repo+"/app@"+f.signedDigest); err != nil {

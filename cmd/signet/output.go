@@ -9,10 +9,16 @@ import (
 	"github.com/signet-dev/signet/pkg/policy"
 )
 
+// Output formats (--output).
+const (
+	formatText = "text"
+	formatJSON = "json"
+)
+
 // write prints the decision: text is one line per image; json is the
 // same content as a document (see docs/cli.md for its fields).
 func write(w io.Writer, format string, d policy.Decision) error {
-	if format == "json" {
+	if format == formatJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(toJSON(d))

@@ -37,7 +37,7 @@ func (o *verifyOptions) bind(fs *flag.FlagSet) {
 		o.policies = append(o.policies, s)
 		return nil
 	})
-	fs.StringVar(&o.output, "output", "text", "Output format: text or json.")
+	fs.StringVar(&o.output, "output", formatText, "Output format: text or json.")
 	fs.Func("no-match-policy", "What to do with images no policy governs: allow, warn or deny (default deny).", func(s string) error {
 		o.noMatch = policy.NoMatchPolicy(s)
 		return nil
@@ -63,7 +63,7 @@ func (o *verifyOptions) validate(images []string) error {
 		errs = append(errs, errors.New("no --policy given: name the ClusterImagePolicy files the cluster uses"))
 	}
 	switch o.output {
-	case "text", "json":
+	case formatText, formatJSON:
 	default:
 		errs = append(errs, fmt.Errorf("--output %q: must be text or json", o.output))
 	}

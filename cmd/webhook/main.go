@@ -82,7 +82,7 @@ func run(args []string) error {
 		return err
 	}
 	// Continuous validation writes OpenReports Reports when that CRD is installed.
-	if err := reportsv1alpha1.AddToScheme(scheme); err != nil {
+	if err := reportsv1alpha1.Install(scheme); err != nil {
 		return err
 	}
 	cfg, err := restConfig(opts.Kubeconfig)

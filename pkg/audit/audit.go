@@ -58,7 +58,7 @@ type Auditor struct {
 // Running) once.
 func (a *Auditor) Cycle(ctx context.Context) (*Report, error) {
 	begin := time.Now()
-	misses, requests := a.Engine.Cache.Stats().Misses, a.registryRequests()
+	verifications, requests := a.Engine.Cache.Stats().Verifications, a.registryRequests()
 	nsLabels, err := a.namespaceLabels(ctx)
 	if err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func (a *Auditor) Cycle(ctx context.Context) (*Report, error) {
 		return nil, listErr
 	}
 	rep.Duration = time.Since(begin)
-	rep.Verifications = a.Engine.Cache.Stats().Misses - misses
+	rep.Verifications = a.Engine.Cache.Stats().Verifications - verifications
 	rep.RegistryRequests = a.registryRequests() - requests
 	sortPods(rep.Pods)
 	return rep, nil

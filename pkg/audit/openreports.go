@@ -104,7 +104,7 @@ func (r *Reports) Write(ctx context.Context, rep *Report) error {
 		want := NamespaceReport(ns, byNS[ns], rep.Started)
 		want.Name = r.name()
 		if err := r.put(ctx, want); err != nil {
-			errs = append(errs, fmt.Errorf("Report %s/%s: %w", ns, want.Name, err)) //nolint:staticcheck // "Report" is the kind, written as kubectl writes it
+			errs = append(errs, fmt.Errorf("Report %s/%s: %w", ns, want.Name, err))
 		}
 	}
 	var owned reportsv1alpha1.ReportList

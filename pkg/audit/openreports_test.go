@@ -134,25 +134,24 @@ func TestOpenReports(t *testing.T) {
 	})
 }
 
-// uninstallOpenReports deletes the Report CRD and waits until the API
-// server no longer serves it.
+// uninstallOpenReports deletes the Report CRD and waits until it is gone
+// and the API server no longer serves the kind.
 func uninstallOpenReports(t *testing.T, f *auditFixture) {
 	t.Helper()
 	ctx := context.Background()
-	crd := &metav1.PartialObjectMetadata{}
-	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
-	crd.SetName("reports.openreports.io")
+	crd := &apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "reports.openreports.io"}}
 	if err := f.c.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		getErr := f.c.Get(ctx, client.ObjectKeyFromObject(crd), crd)
 		_, err := f.dc.ServerResourcesForGroupVersion(reportsv1alpha1.GroupVersion.String())
-		if apierrors.IsNotFound(err) {
+		if apierrors.IsNotFound(getErr) && apierrors.IsNotFound(err) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the Report CRD is still served 60s after its deletion: %v", err)
+			t.Fatalf("the Report CRD is still there 60s after its deletion: %v, %v", getErr, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

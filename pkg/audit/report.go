@@ -35,8 +35,9 @@ type Report struct {
 	Started   time.Time
 	Duration  time.Duration
 	Pods      []PodReport
-	// Verifications made by this cycle (verdict-cache misses): a digest
-	// already judged is not verified again while its verdict lives.
+	// Verifications made while the cycle ran (the verdict cache's verifier
+	// calls, admissions' included): a digest already judged is not
+	// verified again while its verdict lives.
 	Verifications uint64
 	// RegistryRequests made while the cycle ran (admissions' included).
 	RegistryRequests uint64

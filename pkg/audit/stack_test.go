@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -45,7 +47,10 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	if err := reportsv1alpha1.AddToScheme(scheme); err != nil {
+	if err := reportsv1alpha1.Install(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil { // the OpenReports test uninstalls its CRD
 		t.Fatal(err)
 	}
 	cfg := env.RESTConfig(t)
@@ -57,11 +62,12 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &auditFixture{c: c, dc: dc, alias: fmt.Sprintf("alias/signet-audit-%d", os.Getpid())}
+	// Each test its own key and repository.
+	f := &auditFixture{c: c, dc: dc, alias: fmt.Sprintf("alias/signet-audit-%d-%s", os.Getpid(), t.Name())}
 	if err := fixtures.CreateKMSAlias(ctx, f.alias); err != nil {
 		t.Fatal(err)
 	}
-	repo := fmt.Sprintf("%s/audit-%d", env.Registry, os.Getpid())
+	repo := fmt.Sprintf("%s/audit-%d/%s", env.Registry, os.Getpid(), strings.ToLower(t.Name()))
 	f.signed, f.unsigned = repo+"/app:signed", repo+"/app:unsigned"
 	if f.signedDigest, err = fixtures.PushRandom(f.signed); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,10 @@ type VerdictCache struct {
 // CacheStats count cache outcomes since the cache was made.
 type CacheStats struct {
 	Hits, Misses, Shared, Evictions uint64
+	// Verifications counts the verifier calls the cache made: a lookup
+	// that missed and then joined work in flight, or found the result on
+	// a second look, is a miss but no verification.
+	Verifications uint64
 }
 
 type cacheKey struct {
@@ -154,6 +158,7 @@ func (c *VerdictCache) Verify(ctx context.Context, v Verifier, img Image) (Resul
 		// keep its values (logger, request ID) but not its cancellation.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WorkTimeout)
 		defer cancel()
+		c.count(func(s *CacheStats) { s.Verifications++ })
 		r := v.Verify(work, img)
 		if r.Verified() {
 			c.put(shared, r)

@@ -168,6 +168,11 @@ func TestCacheSingleflight(t *testing.T) {
 		if counts[OutcomeMiss] != 1 || counts[OutcomeShared] != 99 {
 			t.Fatalf("outcomes %v, want 1 miss and 99 shared", counts)
 		}
+		// Every lookup missed; one verification ran (what continuous
+		// validation reports as a cycle's verifications).
+		if s := c.Stats(); s.Verifications != 1 || s.Misses != 100 || s.Shared != 99 {
+			t.Fatalf("stats %+v, want 1 verification, 100 misses, 99 shared", s)
+		}
 	})
 }
 

@@ -36,8 +36,8 @@ type auditResult struct {
 	Counts  map[string]int
 }
 
-// audit pushes Digests images (one in four left unsigned) to the case's
-// counting registry, creates Pods Pods sharing them in a namespace no
+// audit pushes AuditDigests images (one in four left unsigned) to the case's
+// counting registry, creates AuditPods Pods sharing them in a namespace no
 // webhook judges, and runs one `signet audit` cycle over that namespace.
 func (b *bench) audit(ctx context.Context) (*auditResult, error) {
 	res := &auditResult{Pods: b.cfg.AuditPods, Digests: b.cfg.AuditDigests}
