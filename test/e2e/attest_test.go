@@ -51,8 +51,8 @@ func TestAttestations(t *testing.T) {
 		return ref, digest
 	}
 	// denied is the denial of ref@digest by policy for an attestation that fails.
-	denied := func(ref, digest, policy, requirement, uri, cause string) string {
-		return denial("pods.validate.signet.dev", fmt.Sprintf(
+	denied := func(t *testing.T, ref, digest, policy, requirement, uri, cause string) string {
+		return h.denial(t, "pods", fmt.Sprintf(
 			`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy %q: authority "ci-kms" (awskms:///%s) is not satisfied: the signature verifies, but required attestation %q (%s) fails: attestation in the %s.att tag %s. %s`,
 			ref, digest, policy, h.alias, requirement, uri, strings.Replace(digest, ":", "-", 1), cause, attestHint))
 	}
@@ -70,7 +70,7 @@ func TestAttestations(t *testing.T) {
 	})
 	t.Run("a scan with a CRITICAL finding is denied with the condition", func(t *testing.T) {
 		ref, digest := attested(t, "scanned/critical:v1", "vuln", fixtures.VulnPredicate(time.Now().Add(-time.Hour), 0, "HIGH", "CRITICAL"))
-		expectDenied(t, "critical", ref, denied(ref, digest, scan.Name, "scan", vulnURI, "does not meet the condition "+fixtures.NoCriticalCondition))
+		expectDenied(t, "critical", ref, denied(t, ref, digest, scan.Name, "scan", vulnURI, "does not meet the condition "+fixtures.NoCriticalCondition))
 	})
 	t.Run("a stale scan is denied with its age", func(t *testing.T) {
 		scanned := time.Now().Add(-8 * 24 * time.Hour).Truncate(time.Second)
@@ -81,7 +81,7 @@ func TestAttestations(t *testing.T) {
 		// The webhook measured the age while it judged: between the two.
 		var want []string
 		for _, age := range []time.Duration{before, after} {
-			want = append(want, denied(ref, digest, scan.Name, "scan", vulnURI, fmt.Sprintf("is too old: %s old (predicate.metadata.scanFinishedOn %s), maxAge 168h0m0s",
+			want = append(want, denied(t, ref, digest, scan.Name, "scan", vulnURI, fmt.Sprintf("is too old: %s old (predicate.metadata.scanFinishedOn %s), maxAge 168h0m0s",
 				age.Truncate(time.Minute), scanned.UTC().Format(time.RFC3339))))
 		}
 		expectDenial(t, err, want...)
@@ -94,12 +94,12 @@ func TestAttestations(t *testing.T) {
 	})
 	t.Run("SLSA v1 provenance from another builder is denied with the condition", func(t *testing.T) {
 		ref, digest := attested(t, "built/elsewhere:v1", "slsaprovenance1", fixtures.SLSAProvenance("https://attacker.example.com/builder", time.Now()))
-		expectDenied(t, "elsewhere", ref, denied(ref, digest, built.Name, "provenance", slsa1URI, "does not meet the condition "+fixtures.BuilderCondition))
+		expectDenied(t, "elsewhere", ref, denied(t, ref, digest, built.Name, "provenance", slsa1URI, "does not meet the condition "+fixtures.BuilderCondition))
 	})
 	t.Run("a signed image without its scan is denied: missing", func(t *testing.T) {
 		ref, digest := h.push(t, "scanned/unscanned:v1")
 		h.sign(t, ref, digest)
-		want := denial("pods.validate.signet.dev", fmt.Sprintf(
+		want := h.denial(t, "pods", fmt.Sprintf(
 			`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy %q: authority "ci-kms" (awskms:///%s) is not satisfied: the signature verifies, but required attestation "scan" (%s) is missing: no attestation of this type is stored with the image. %s`,
 			ref, digest, scan.Name, h.alias, vulnURI, attestHint))
 		expectDenied(t, "unscanned", ref, want)

@@ -93,10 +93,10 @@ func TestRefusedPullSecretsStayInTheirNamespace(t *testing.T) {
 	}
 }
 
-// TestTooManyImagesAreRefusedQuickly: a Pod with 10,000 containers of
+// TestTooManyImagesAreRefusedWithoutRegistryTraffic: a Pod with 10,000 containers of
 // distinct digests (server-side dry run) is refused at once with the
 // limit's message, without one registry request.
-func TestTooManyImagesAreRefusedQuickly(t *testing.T) {
+func TestTooManyImagesAreRefusedWithoutRegistryTraffic(t *testing.T) {
 	localOnly(t, "it counts requests on a registry in the test process")
 	h := setup(t)
 	ctx := context.Background()
@@ -123,10 +123,7 @@ func TestTooManyImagesAreRefusedQuickly(t *testing.T) {
 	if got := reg.Requests(); len(got) != 0 {
 		t.Fatalf("registry requests for a refused Pod: %v, want none", got)
 	}
+	// How fast is the load harness's to measure (docs/security.md); a
+	// time bound here would only measure how loaded the machine is.
 	t.Logf("10,000-container Pod refused in %s (API server round trip, dry run)", took)
-	// The API server itself decodes, defaults and validates 10,000
-	// containers; the bound leaves it room on a loaded machine.
-	if took > 5*time.Second {
-		t.Fatalf("refused after %s, want well under the webhook timeout", took)
-	}
 }
