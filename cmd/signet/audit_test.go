@@ -53,7 +53,11 @@ func (a *auditCluster) create(t *testing.T, obj client.Object) {
 	t.Cleanup(func() { _ = a.c.Delete(context.Background(), obj) })
 }
 
-// namespace creates a namespace holding one Pod per name -> image.
+// namespace creates a namespace holding one Pod per name -> image. The
+// test plays the kubelet (it writes the drifted Pod's status), so its Pods
+// select a node that does not exist: the stack's own kubelet, when it has
+// one, never runs them or rewrites their status. test/e2e judges what a
+// real kubelet reports.
 func (a *auditCluster) namespace(t *testing.T, pods map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "signet-cli-audit-"}}
@@ -61,7 +65,10 @@ func (a *auditCluster) namespace(t *testing.T, pods map[string]string) string {
 	for name, image := range pods {
 		a.create(t, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"signet.dev/test": "no-such-node"},
+				Containers:   []corev1.Container{{Name: "app", Image: image}},
+			},
 		})
 	}
 	return ns.Name

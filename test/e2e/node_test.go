@@ -204,3 +204,41 @@ func rolledOut(d *appsv1.Deployment) bool {
 	s := d.Status
 	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want
 }
+
+// TestContinuousValidationJudgesTheDigestRunning: a Pod started by tag where
+// no webhook judged it runs an unsigned digest; the tag then moves to a
+// signed digest. Continuous validation judges what kubelet reports running,
+// not what the tag names now, so the Pod is reported in violation.
+func TestContinuousValidationJudgesTheDigestRunning(t *testing.T) {
+	h := setup(t)
+	localOnly(t, "it starts a webhook process with continuous validation on")
+	if h.env.Node == "" {
+		t.Skip("the stack runs without a node (SIGNET_STACK_NODE=false): nothing runs Pods")
+	}
+	ctx := context.Background()
+	ref := h.repo + "/drift:v1"
+	ran, err := podimage.Push(ctx, ref, ref+"-unsigned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := h.plainNamespace(t, nil)
+	p, err := h.cs.CoreV1().Pods(ns).Create(ctx, runningPod("drift", ref), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitRunning(t, ns, "drift", func(p *corev1.Pod) []corev1.ContainerStatus { return p.Status.ContainerStatuses }, ran.String())
+
+	// The tag moves to a signed digest; what runs stays the unsigned one.
+	now, err := podimage.Push(ctx, ref, ref+"-signed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sign(t, ref, now.DigestStr())
+	h.policy(t, labelled(h.kmsPolicy("e2e-drift", h.repo+"/drift", h.alias, v1alpha1.ModeEnforce)), metav1.ConditionTrue)
+	h.instance(t, fmt.Sprintf("signet-e2e-drift-%d", os.Getpid()), 10,
+		"--audit-interval=1s", "--namespace=default", fmt.Sprintf("--audit-lease=signet-e2e-drift-%d", os.Getpid()),
+		"--no-match-policy=allow", "--mutating-webhook-configuration=")
+
+	h.expectAuditWarning(t, p, "ImageNotAdmissible", fmt.Sprintf(`image %s@%s (spec.containers[0].image) denied by ClusterImagePolicy "e2e-drift": no valid signature from authority "ci-kms" (awskms:///%s): no signature found. Sign this digest in your pipeline with one of the policy's authorities. (judged at the digest running, from the Pod's status; the spec names %s)`,
+		ref, ran.DigestStr(), h.alias, ref))
+}

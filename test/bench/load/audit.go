@@ -62,12 +62,17 @@ func (b *bench) audit(ctx context.Context) (*auditResult, error) {
 	}
 	begin := time.Now()
 	// In parallel batches: the quick mode stays short, and 5,000 Pods take
-	// seconds, not minutes. No kubelet: they stay Pending, and the audit
-	// judges the digest their spec names.
+	// seconds, not minutes. They select a node that does not exist, so they
+	// stay Pending even on a stack with a node (kubelet would otherwise try
+	// to run a hundred of them), and the audit judges the digest their spec
+	// names.
 	err = parallel(ctx, res.Pods, 32, func(i int) error {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%05d", i), Namespace: ns, Labels: map[string]string{"app": fmt.Sprintf("a-%d", i%res.Digests)}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: digests[i%res.Digests].String()}}},
+			Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"signet.dev/bench": "no-such-node"},
+				Containers:   []corev1.Container{{Name: "app", Image: digests[i%res.Digests].String()}},
+			},
 		}
 		return retry(func() error {
 			_, err := b.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
